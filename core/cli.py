@@ -1,0 +1,130 @@
+"""The ``edgesmith`` console script: a command word, then Hydra overrides.
+
+``edgesmith [run] [overrides]`` runs the pipeline; ``edgesmith plugins`` lists plugins;
+other command words (search, eval, convert, bench, and any a plugin adds) come from the
+``edgesmith_commands`` hook. Every Hydra command keeps standard Hydra behaviour:
+``key=value``, ``+key=value``, ``--multirun``, ``--cfg job``, ``--help``, and a run
+directory holding the composed config and the outputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .command import Command
+from .errors import EdgesmithError
+from .plugin_manager import PluginManager, get_plugin_manager
+
+BUILTIN_WORDS = ("run", "plugins")
+
+
+def _run_command(cfg: Any, run_dir: Path) -> Any:
+    from .pipeline import run_pipeline
+    from .validation import validate_run_config
+
+    plugins = get_plugin_manager()
+    validate_run_config(cfg, plugins)
+    return run_pipeline(cfg, run_dir, plugins)
+
+
+RUN = Command("run", "run the pipeline of stages (the default command)", _run_command)
+
+
+def plugins_table(plugins: PluginManager) -> Table:
+    table = Table(title="edgesmith plugins")
+    for column in ("kind", "name", "provided by"):
+        table.add_column(column)
+    for reg in plugins.all_registrations():
+        table.add_row(reg.kind, reg.name, reg.provider)
+    return table
+
+
+def register_stage_schemas(plugins: PluginManager) -> None:
+    """Stores every registered stage's config dataclass so ``<stage>.<key>=v`` overrides work."""
+    from hydra.core.config_store import ConfigStore
+
+    node = {}
+    for name, reg in plugins.registry("stage").items():
+        config_class = getattr(reg.implementation, "config_class", None)
+        if config_class is not None and name not in ("search",):
+            node[name] = config_class
+    ConfigStore.instance().store(name="stage_options", node=node)
+
+
+def _hydra_entry(command: Command, argv: list[str]) -> Any:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    result: dict[str, Any] = {}
+
+    def task(cfg: Any) -> None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        try:
+            result["value"] = command.function(cfg, run_dir)
+        except EdgesmithError as exc:
+            # Our errors already say what was wrong; a traceback would bury that.
+            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from exc
+
+    saved_argv = sys.argv
+    sys.argv = [f"edgesmith {command.name}", *argv]
+    try:
+        hydra.main(version_base=None, config_path=command.config_path,
+                   config_name=command.config_name or command.name)(task)()
+    finally:
+        sys.argv = saved_argv
+    return result.get("value")
+
+
+def usage(commands: dict[str, Command]) -> str:
+    lines = ["usage: edgesmith [COMMAND] [hydra overrides...]", "", "commands:"]
+    lines.append(f"  {'run':<10} {RUN.help}")
+    for name, cmd in sorted(commands.items()):
+        lines.append(f"  {name:<10} {cmd.help}")
+    lines.append(f"  {'plugins':<10} list every registered plugin: kind, name, providing package")
+    lines.append("")
+    lines.append("`edgesmith COMMAND --help` shows the command's config groups and options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    try:
+        plugins = get_plugin_manager()
+        commands = {name: reg.implementation for name, reg in plugins.registry("command").items()}
+        if argv and argv[0] in ("-h", "--usage"):
+            print(usage(commands))
+            return 0
+        word = argv[0] if argv and not argv[0].startswith("-") and "=" not in argv[0] else "run"
+        rest = argv[1:] if argv and argv[0] == word else argv
+        if word == "plugins":
+            Console().print(plugins_table(plugins))
+            return 0
+        if word == "run":
+            command = RUN
+        elif word in commands:
+            command = commands[word]
+        else:
+            accepted = ", ".join([*BUILTIN_WORDS, *sorted(commands)])
+            console.print(f"[red]error:[/red] unknown command '{word}'; accepted: {accepted}", soft_wrap=True)
+            return 2
+        register_stage_schemas(plugins)
+        try:
+            _hydra_entry(command, rest)
+        except SystemExit as exc:  # Hydra exits on its own errors (unknown choice, bad override)
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return 0
+    except EdgesmithError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

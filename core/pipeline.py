@@ -1,0 +1,132 @@
+"""The pipeline runner: runs the configured stages in order, skipping and resuming.
+
+Each stage writes under ``<run_dir>/<stage>/`` and, when done, a completion record
+``_complete.json`` holding its artifact and a fingerprint of its options, the config
+sections it depends on and its predecessors' fingerprints. Re-running the same run
+directory skips stages whose record matches; a stage whose inputs changed is re-run after
+its old directory is kept aside (``<stage>.stale-N``), so nothing already written is lost.
+An interrupted stage finds its own checkpoints in its directory and resumes from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from .errors import ConfigError, StageError
+from .plugin_manager import PluginManager, get_plugin_manager
+from .stage import Artifact, Stage, StageContext
+from .stage_options import build_options
+
+COMPLETE = "_complete.json"
+FAILED = "_failed.json"
+
+
+def plan_stages(cfg: Any, plugins: PluginManager) -> list[Stage]:
+    """Resolves and validates every stage before any work starts."""
+    names = list(OmegaConf.select(cfg, "pipeline.stages", default=None) or [])
+    if not names:
+        raise ConfigError("pipeline.stages", names,
+                          f"a non-empty list of stage names from: {', '.join(plugins.names('stage'))}")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError("pipeline.stages", names, "each stage at most once",
+                          detail=f"repeated: {', '.join(duplicates)}")
+    stages = []
+    for i, name in enumerate(names):
+        cls = plugins.get("stage", name, key=f"pipeline.stages[{i}]")
+        options = build_options(cls.config_class, OmegaConf.select(cfg, name, default=None), key=name)
+        stages.append(cls(options))
+    return stages
+
+
+def _fingerprint(stage: Stage, cfg: Any, upstream: str) -> str:
+    parts = {"stage": stage.name, "options": _plain(stage.options), "upstream": upstream}
+    for key in stage.config_keys:
+        parts[key] = OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else None
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _plain(options: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else options
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _set_aside(stage_dir: Path) -> Path:
+    n = 1
+    while (aside := stage_dir.with_name(f"{stage_dir.name}.stale-{n}")).exists():
+        n += 1
+    stage_dir.rename(aside)
+    return aside
+
+
+def run_pipeline(cfg: Any, run_dir: str | Path, plugins: PluginManager | None = None,
+                 console: Console | None = None) -> dict[str, Artifact]:
+    """Runs ``cfg.pipeline.stages`` in ``run_dir``; returns every stage's artifact by name."""
+    plugins = plugins or get_plugin_manager()
+    console = console or Console(stderr=True)
+    run_dir = Path(run_dir)
+    stages = plan_stages(cfg, plugins)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts: dict[str, Artifact] = {}
+    upstream = ""
+    for index, stage in enumerate(stages, start=1):
+        name = stage.name
+        stage_dir = run_dir / name
+        fingerprint = _fingerprint(stage, cfg, upstream)
+        record_path = stage_dir / COMPLETE
+        label = f"[{index}/{len(stages)}] {name}"
+        if record_path.exists():
+            record = json.loads(record_path.read_text())
+            if record.get("fingerprint") == fingerprint:
+                artifacts[name] = Artifact.from_dict(record["artifact"])
+                upstream = fingerprint
+                console.print(f"{label}: already complete, skipped")
+                continue
+            aside = _set_aside(stage_dir)
+            console.print(f"{label}: inputs changed since the last run; old output kept in {aside}")
+        elif stage_dir.exists() and any(stage_dir.iterdir()):
+            console.print(f"{label}: resuming in {stage_dir}")
+        else:
+            console.print(f"{label}: starting")
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        (stage_dir / FAILED).unlink(missing_ok=True)
+        ctx = StageContext(name=name, config=cfg, options=stage.options, out_dir=stage_dir,
+                           artifacts=dict(artifacts), plugins=plugins)
+        started = time.time()
+        try:
+            artifact = stage.run(ctx)
+            if not isinstance(artifact, Artifact):
+                raise TypeError(f"run() returned {type(artifact).__name__}, expected an Artifact")
+        except Exception as exc:
+            _write_json_atomic(stage_dir / FAILED, {
+                "stage": name, "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(), "time": time.time(),
+            })
+            if isinstance(exc, StageError) and exc.stage == name:
+                raise
+            raise StageError(name, f"{type(exc).__name__}: {exc}") from exc
+        seconds = time.time() - started
+        _write_json_atomic(record_path, {
+            "stage": name, "fingerprint": fingerprint, "artifact": artifact.to_dict(),
+            "seconds": round(seconds, 3), "finished": time.time(),
+        })
+        artifacts[name] = artifact
+        upstream = fingerprint
+        console.print(f"{label}: done in {seconds:.1f}s -> {artifact.kind} at {artifact.path}")
+    return artifacts

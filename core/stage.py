@@ -1,0 +1,96 @@
+"""The stage interface: one step of the pipeline, reading its predecessors' artifacts.
+
+A stage plugin is a class with a config dataclass (its Hydra structured config, found at
+the top-level key of the stage's name, e.g. ``dpo.rounds``) and a ``run`` method that
+writes into its own directory and returns an :class:`Artifact`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import StageError
+
+
+@dataclass
+class Artifact:
+    """What a stage leaves behind: a kind (``model``, ``study``, ``report``...), a path and facts."""
+
+    kind: str
+    path: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Artifact:
+        return cls(kind=data["kind"], path=data["path"], metadata=dict(data.get("metadata", {})))
+
+
+@dataclass
+class NoOptions:
+    """Config of a stage without options."""
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may read: the composed config, its options, earlier artifacts."""
+
+    name: str
+    config: Any  # the composed OmegaConf config of the whole run
+    options: Any  # the stage's validated config dataclass
+    out_dir: Path
+    artifacts: dict[str, Artifact]  # earlier stages' artifacts, in pipeline order
+    plugins: Any  # the PluginManager
+
+    @property
+    def previous(self) -> Artifact | None:
+        return list(self.artifacts.values())[-1] if self.artifacts else None
+
+    def latest(self, *kinds: str) -> Artifact | None:
+        """The most recent earlier artifact of one of ``kinds``."""
+        for artifact in reversed(list(self.artifacts.values())):
+            if artifact.kind in kinds:
+                return artifact
+        return None
+
+    def require(self, *kinds: str) -> Artifact:
+        """Like :meth:`latest`, but an absent input is an error naming what is accepted."""
+        found = self.latest(*kinds)
+        if found is None:
+            have = ", ".join(f"{n} ({a.kind})" for n, a in self.artifacts.items()) or "nothing"
+            raise StageError(self.name, f"needs an input artifact of kind {' or '.join(kinds)} "
+                                        f"from an earlier stage (or init_from=DIR); earlier stages gave: {have}")
+        return found
+
+    def log_metrics(self, **metrics: Any) -> None:
+        """Appends one JSON line to ``metrics.jsonl`` in the stage directory."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        record = {"time": time.time(), **metrics}
+        with open(self.out_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record, default=str) + "\n")
+
+
+class Stage(ABC):
+    """Base class of stage plugins.
+
+    ``config_keys`` names other top-level config sections the stage's result depends on
+    (``("model",)`` for pretraining): changing them re-runs the stage on a re-run.
+    """
+
+    name: ClassVar[str] = "stage"
+    config_class: ClassVar[type] = NoOptions
+    config_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, options: Any):
+        self.options = options
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> Artifact:
+        """Does the work in ``ctx.out_dir`` (resuming from a checkpoint there if one exists)."""

@@ -1,0 +1,101 @@
+"""The ``llm`` judge: any transformers causal LM with a rubric prompt, or a reward model.
+
+A causal LM is asked the rubric question about each answer and scores
+``log p(yes) - log p(no)`` for its next token; a sequence-classification model
+(``*ForSequenceClassification`` in its config, one label) scores its logit directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgesmith.core.environment import Environment, Task
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.judge import Judge
+
+DEFAULT_RUBRIC = (
+    "You are grading an assistant's answer.\n"
+    "Conversation:\n{question}\n\nAnswer:\n{answer}\n\n"
+    "Is the answer correct, concise and free of repetition? Reply yes or no.\nReply:"
+)
+KINDS = ("auto", "causal_lm", "reward_model")
+
+
+def _conversation_text(task: Task) -> str:
+    return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in task.messages)
+
+
+class LLMJudge(Judge):
+    """Judges with a model from ``model`` (a local directory); options below.
+
+    - ``model``: path of a saved transformers model with its tokenizer (required)
+    - ``kind``: ``auto`` (from the config's architectures), ``causal_lm`` or ``reward_model``
+    - ``rubric``: prompt template with ``{question}`` and ``{answer}`` (causal LM only)
+    - ``yes`` / ``no``: the answer words whose next-token log-probabilities are compared
+    """
+
+    name = "llm"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        model = options.get("model")
+        if not model or not (Path(str(model)) / "config.json").is_file():
+            raise ConfigError("judge llm.model", model,
+                              "a directory holding a saved transformers model (config.json) and its tokenizer")
+        kind = options.get("kind", "auto")
+        if kind not in KINDS:
+            raise ConfigError("judge llm.kind", kind, ", ".join(KINDS))
+        self.model_path = str(model)
+        self.kind = kind
+        self.rubric = options.get("rubric", DEFAULT_RUBRIC)
+        self.yes, self.no = options.get("yes", " yes"), options.get("no", " no")
+        self._model = None
+        self._tokenizer = None
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import (AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification,
+                                  AutoTokenizer)
+
+        config = AutoConfig.from_pretrained(self.model_path)
+        if self.kind == "auto":
+            archs = getattr(config, "architectures", None) or []
+            self.kind = "reward_model" if any("SequenceClassification" in a for a in archs) else "causal_lm"
+        loader = AutoModelForSequenceClassification if self.kind == "reward_model" else AutoModelForCausalLM
+        self._model = loader.from_pretrained(self.model_path).eval()
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+
+    def _first_token(self, word: str) -> int:
+        ids = self._tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ConfigError("judge llm.yes/no", word, "a word the judge's tokenizer encodes to at least one token")
+        return ids[0]
+
+    @torch.no_grad()
+    def score(self, task: Task, completions: list[str], environment: Environment,
+              finished: list[bool] | None = None) -> list[float]:
+        self._load()
+        tok, model = self._tokenizer, self._model
+        if self.kind == "reward_model":
+            scores = []
+            for text in completions:
+                if tok.chat_template:
+                    text = tok.apply_chat_template(
+                        task.messages + [{"role": "assistant", "content": text}], tokenize=False)
+                else:
+                    text = _conversation_text(task) + "\nassistant: " + text
+                inputs = tok(text, return_tensors="pt", truncation=True)
+                scores.append(float(model(**inputs).logits[0, 0]))
+            return scores
+        yes, no = self._first_token(self.yes), self._first_token(self.no)
+        scores = []
+        for text in completions:
+            prompt = self.rubric.format(question=_conversation_text(task), answer=text)
+            inputs = tok(prompt, return_tensors="pt")
+            logprobs = torch.log_softmax(model(**inputs).logits[0, -1].float(), dim=-1)
+            scores.append(float(logprobs[yes] - logprobs[no]))
+        return scores

@@ -1,0 +1,12 @@
+"""Built-in RL rewards, one module each."""
+
+from edgesmith.core.hookspecs import hookimpl
+
+
+@hookimpl
+def edgesmith_rewards():
+    from .repetition import RepetitionReward
+    from .toolcall_format import ToolCallFormatReward
+    from .verifier import VerifierReward
+
+    return {"verifier": VerifierReward, "repetition": RepetitionReward, "toolcall_format": ToolCallFormatReward}

@@ -1,0 +1,55 @@
+"""The ``toolcall_format`` reward: well-formed tool calls to tools the prompt offers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgesmith.core.reward import Reward
+
+from .text import completion_text
+
+
+class ToolCallFormatReward(Reward):
+    """For prompts with tools: ``1.0`` when the completion's tool calls parse and name
+    offered tools, ``-1.0`` when they are malformed or name unknown tools, ``0.0`` when it
+    makes no call; ``None`` for prompts without tools.
+
+    Options: ``format`` (a registered tool-call format, default ``pythonic``). The dataset's
+    ``tools`` column (JSON schemas, or a JSON string of them) says which tools exist.
+    """
+
+    name = "toolcall_format"
+
+    def __init__(self, **options: Any):
+        super().__init__(**options)
+        self.format_name = options.get("format", "pythonic")
+        self._format = options.get("format_impl")
+
+    def _parser(self):
+        if self._format is None:
+            from edgesmith.core.plugin_manager import get_plugin_manager
+
+            cls = get_plugin_manager().get("toolcall_format", self.format_name, key="reward toolcall_format.format")
+            self._format = cls()
+        return self._format
+
+    def __call__(self, prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        import json
+
+        tools_column = kwargs.get("tools") or [None] * len(completions)
+        rewards: list[float | None] = []
+        for tools, completion in zip(tools_column, completions):
+            if isinstance(tools, str):
+                tools = json.loads(tools) if tools else None
+            if not tools:
+                rewards.append(None)
+                continue
+            names = {(t.get("function") or t).get("name") for t in tools}
+            parsed = self._parser().parse(completion_text(completion))
+            if not parsed.ok:
+                rewards.append(-1.0)
+            elif not parsed.calls:
+                rewards.append(0.0)
+            else:
+                rewards.append(1.0 if all(c.name in names for c in parsed.calls) else -1.0)
+        return rewards

@@ -1,0 +1,8 @@
+"""Built-in hardware profilers."""
+
+from edgesmith.core.hookspecs import hookimpl
+
+
+@hookimpl
+def edgesmith_profilers():
+    return {}

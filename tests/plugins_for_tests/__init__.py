@@ -1,0 +1,1 @@
+"""Plugins used only by the test-suite (registered in-process, not through entry points)."""
