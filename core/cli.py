@@ -56,6 +56,17 @@ def register_stage_schemas(plugins: PluginManager) -> None:
     ConfigStore.instance().store(name="stage_options", node=node)
 
 
+def apply_kernel_backend(cfg: Any) -> None:
+    """Makes ``kernels.backend`` (auto | torch | triton) the process default before a command runs."""
+    from omegaconf import OmegaConf
+
+    from edgesmith.kernels.backend import set_default_backend
+
+    backend = OmegaConf.select(cfg, "kernels.backend", default=None)
+    if backend is not None:
+        set_default_backend(backend)  # a bad value raises ConfigError naming the key
+
+
 def _hydra_entry(command: Command, argv: list[str]) -> Any:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -65,6 +76,7 @@ def _hydra_entry(command: Command, argv: list[str]) -> Any:
     def task(cfg: Any) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         try:
+            apply_kernel_backend(cfg)
             result["value"] = command.function(cfg, run_dir)
         except EdgesmithError as exc:
             # Our errors already say what was wrong; a traceback would bury that.

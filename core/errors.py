@@ -30,3 +30,7 @@ class StageError(EdgesmithError, RuntimeError):
 
 class NotAvailableYet(EdgesmithError, NotImplementedError):
     """A command whose implementation has not landed yet."""
+
+
+class CheckpointError(EdgesmithError, ValueError):
+    """A checkpoint does not fit the model: names the missing, extra and mis-shaped tensors."""

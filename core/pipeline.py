@@ -51,7 +51,9 @@ def plan_stages(cfg: Any, plugins: PluginManager) -> list[Stage]:
 def _fingerprint(stage: Stage, cfg: Any, upstream: str) -> str:
     parts = {"stage": stage.name, "options": _plain(stage.options), "upstream": upstream}
     for key in stage.config_keys:
-        parts[key] = OmegaConf.to_container(cfg[key], resolve=True) if key in cfg else None
+        value = cfg[key] if key in cfg else None
+        # A key may hold a section (model) or a scalar (init_from=DIR).
+        parts[key] = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

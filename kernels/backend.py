@@ -107,19 +107,36 @@ def triton_unavailable_reason(device: torch.device, kernel_module: str | None = 
     return None
 
 
-def resolve_backend(backend: str | None, device: torch.device, kernel_module: str | None = None) -> str:
-    """Returns ``"torch"`` or ``"triton"`` for a call on ``device``; raises if triton was asked for and cannot run."""
+def resolve_backend(backend: str | None, device: torch.device, kernel_module: str | None = None,
+                    unsupported: str | None = None) -> str:
+    """Returns ``"torch"`` or ``"triton"`` for a call on ``device``.
+
+    ``unsupported`` says why the Triton kernel cannot take this particular call (a dtype,
+    a head dim too large); ``auto`` then quietly uses torch, ``triton`` raises. Asking for
+    ``triton`` where Triton cannot run raises :class:`KernelBackendError`.
+    """
     name = validate_backend(get_default_backend() if backend is None else backend, key="backend")
     if name == "torch":
         return "torch"
     if name == "auto":
-        if device.type == "cuda" and _triton_import_error() is None:
+        if device.type == "cuda" and unsupported is None and _triton_import_error() is None:
             return "triton"
         return "torch"
-    reason = triton_unavailable_reason(device, kernel_module)
+    reason = unsupported or triton_unavailable_reason(device, kernel_module)
     if reason:
         raise KernelBackendError(
-            f"kernel backend 'triton' cannot run here: {reason}. Accepted: backend='torch' "
+            f"kernel backend 'triton' cannot run this call: {reason}. Accepted: backend='torch' "
             "(or 'auto': torch on CPU, triton on CUDA), CUDA tensors, or TRITON_INTERPRET=1 set "
             "before importing edgesmith.kernels to run the kernels in Triton's interpreter")
     return "triton"
+
+
+KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def dtype_problem(*tensors: torch.Tensor | None) -> str | None:
+    """Why the Triton kernels cannot take these tensors' dtypes, or ``None`` (float64 stays on torch)."""
+    for t in tensors:
+        if t is not None and t.dtype not in KERNEL_DTYPES:
+            return f"dtype {t.dtype} is not one of the kernel dtypes (float32, bfloat16, float16)"
+    return None

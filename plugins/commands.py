@@ -16,11 +16,28 @@ def _bench(cfg, run_dir):
     return bench_command(cfg, run_dir)
 
 
+def _search(cfg, run_dir):
+    from edgesmith.plugins.stages.search import search_command
+
+    return search_command(cfg, run_dir)
+
+
+def _eval(cfg, run_dir):
+    from edgesmith.plugins.evaluation.command import eval_command
+
+    return eval_command(cfg, run_dir)
+
+
 @hookimpl
 def edgesmith_commands():
     from edgesmith.core.command import Command
 
     return {
+        "eval": Command("eval", "measure doom-loop rate, accuracy, length and speed per environment: "
+                        "model_path=DIR envs=[toolcall,reasoning] n_prompts=50", _eval),
+        "search": Command("search", "search an architecture on this device: search=PRESET (tiny, lfm2_350m); "
+                          "same storage + study_name on several machines = one study", _search,
+                          config_name="search_job"),
         "convert": Command("convert", "convert an LFM2 checkpoint to edgesmith (to=edgesmith) "
                            "or back (to=lfm2): src=DIR dst=DIR", _convert),
         "bench": Command("bench", "run a registered benchmark: bench=NAME "

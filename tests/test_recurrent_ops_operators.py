@@ -23,6 +23,15 @@ OPERATORS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny shapes: threads only add contention on the shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _build(name: str, raw: dict | None = None, dims: ModelDims = DIMS, seed: int = 0):
     cls = get_plugin_manager().get("operator", name)
     options = cls.parse_options(OPERATORS[name] if raw is None else raw, dims, f"model.layers[0].{name}")
@@ -82,6 +91,22 @@ def test_left_padding_does_not_leak(name):
             a, s_alone = op(cont[:, t:t + 1], s_alone)
             b, s_pad = op(cont[:, t:t + 1], s_pad, attention_mask=mask)
             assert (a - b).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_masked_steps_leave_the_recurrent_state_unchanged(name):
+    """Masked positions are no-ops for the recurrence even on a non-empty state (beta = g = 0, k = 0)."""
+    op = _build(name)
+    x = torch.randn(2, 10, DIMS.hidden_size)
+    with torch.no_grad():
+        _, state = op(x[:, :7], op.init_state(2, x.device, x.dtype))
+        before = state["recurrent"].clone()
+        mask = torch.ones(2, 10, dtype=torch.long)
+        mask[:, 7:] = 0
+        for sl in (slice(7, 10), slice(7, 8)):  # a chunk and a single step
+            _, after = op(x[:, sl], dict(state), attention_mask=mask[:, :sl.stop])
+            assert before.abs().max() > 0
+            assert torch.equal(after["recurrent"], before)
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))

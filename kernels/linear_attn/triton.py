@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.interpreter import InterpretedFunction
+
+from ..triton_common import INTERPRETED, mm
 
 MAX_HEAD_DIM = 256
 
@@ -29,7 +30,8 @@ MAX_HEAD_DIM = 256
 @triton.jit
 def _linear_attn_kernel(q_ptr, k_ptr, v_ptr, s0_ptr, o_ptr, sT_ptr, T, H, K, V, scale, state_scale,
                         C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, REVERSE: tl.constexpr,
-                        HAS_INIT: tl.constexpr, STORE_FINAL: tl.constexpr):
+                        HAS_INIT: tl.constexpr, STORE_FINAL: tl.constexpr,
+                        F32: tl.constexpr):
     pid_v = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // H).to(tl.int64)
@@ -62,17 +64,14 @@ def _linear_attn_kernel(q_ptr, k_ptr, v_ptr, s0_ptr, o_ptr, sT_ptr, T, H, K, V, 
         q = tl.load(q_ptr + qk_base + t[:, None] * (H * K) + kk[None, :], mask=tm[:, None] & km[None, :], other=0.0)
         k = tl.load(k_ptr + qk_base + t[:, None] * (H * K) + kk[None, :], mask=tm[:, None] & km[None, :], other=0.0)
         v = tl.load(v_ptr + v_base + t[:, None] * (H * V) + vv[None, :], mask=tm[:, None] & vm[None, :], other=0.0)
-        scores = tl.dot(q, tl.trans(k))
+        scores = mm(q, tl.trans(k), F32)
         scores = tl.where(keep, scores, 0.0)
-        out = tl.dot(q, S.to(q.dtype)) + tl.dot(scores.to(v.dtype), v)
+        out = mm(q, S.to(q.dtype), F32) + mm(scores.to(v.dtype), v, F32)
         tl.store(o_ptr + v_base + t[:, None] * (H * V) + vv[None, :], (out * scale).to(o_ptr.dtype.element_ty),
                  mask=tm[:, None] & vm[None, :])
-        S += tl.dot(tl.trans(k), v)
+        S += mm(tl.trans(k), v, F32)
     if STORE_FINAL:
         tl.store(sT_ptr + state_off, S, mask=km[:, None] & vm[None, :])
-
-
-INTERPRETED: bool = isinstance(_linear_attn_kernel, InterpretedFunction)
 
 
 def _run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, initial_state: torch.Tensor | None,
@@ -92,7 +91,8 @@ def _run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, initia
     grid = (triton.cdiv(V, BV), B * H)
     _linear_attn_kernel[grid](q, k, v, init, o, final, T, H, K, V, float(scale), float(state_scale),
                               C=chunk_size, BK=BK, BV=BV, REVERSE=reverse,
-                              HAS_INIT=initial_state is not None, STORE_FINAL=want_final)
+                              HAS_INIT=initial_state is not None, STORE_FINAL=want_final,
+                              F32=INTERPRETED)
     return o, (final if want_final else None)
 
 

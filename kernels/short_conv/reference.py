@@ -21,13 +21,18 @@ def causal_conv1d(
     ``x_ext`` is ``x`` with ``initial_state`` (zeros when ``None``) prepended. Returns ``y``
     (batch, channels, time) and the final state (batch, channels, kernel_length - 1).
     """
-    batch, channels, _ = x.shape
+    batch, channels, length = x.shape
     width = weight.shape[-1] - 1
-    if initial_state is None:
-        initial_state = x.new_zeros(batch, channels, width)
+    kernel = weight.unsqueeze(1).to(x.dtype)
+    if initial_state is None:  # zero history: let conv1d pad instead of materializing it
+        y = F.conv1d(x, kernel, padding=width, groups=channels)[:, :, :length]
+        tail = x[:, :, max(length - width, 0):]
+        final_state = F.pad(tail, (width - tail.shape[-1], 0)) if tail.shape[-1] < width else tail
+        return y, final_state.contiguous()
     extended = torch.cat([initial_state.to(x.dtype), x], dim=-1)
-    y = F.conv1d(extended, weight.unsqueeze(1).to(x.dtype), groups=channels)
-    final_state = extended[:, :, extended.shape[-1] - width:]
+    y = F.conv1d(extended, kernel, groups=channels)
+    # contiguous: a view would keep the whole sequence alive in the decode cache
+    final_state = extended[:, :, extended.shape[-1] - width:].contiguous()
     return y, final_state
 
 
@@ -37,4 +42,4 @@ def causal_conv1d_step(
     """One decode step: ``x_t`` is (batch, channels); returns ``y_t`` (batch, channels) and the new state."""
     window = torch.cat([state.to(x_t.dtype), x_t.unsqueeze(-1)], dim=-1)  # (batch, channels, L)
     y_t = (window * weight.to(x_t.dtype)).sum(dim=-1)
-    return y_t, window[:, :, 1:]
+    return y_t, window[:, :, 1:].contiguous()

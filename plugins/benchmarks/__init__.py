@@ -5,4 +5,8 @@ from edgesmith.core.hookspecs import hookimpl
 
 @hookimpl
 def edgesmith_benchmarks():
-    return {}
+    from .model_speed import run_model_speed
+    from .kernels_speed import run_kernel_speed
+    from .search_profile import run_search_profile
+
+    return {"model": run_model_speed, "search": run_search_profile, "kernels": run_kernel_speed}

@@ -84,11 +84,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         logits, cache = drive(torch.randint(0, vocab, (1, 16), generator=generator), None)
         for _ in range(2):
             logits, cache = drive(logits.argmax(-1, keepdim=True), cache)
-        for context in spec["contexts"]:
+        decode_contexts = set(spec["decode_contexts"])
+        for context in sorted(set(spec["prefill_lengths"]) | decode_contexts):
             prompt = torch.randint(0, vocab, (1, context), generator=generator)
             start = time.perf_counter()
             logits, cache = drive(prompt, None)
             result["prefill_tok_s"][str(context)] = context / (time.perf_counter() - start)
+            if context not in decode_contexts:
+                del cache, logits
+                continue
             steps = int(spec["decode_tokens"])
             token = logits.argmax(-1, keepdim=True)
             start = time.perf_counter()

@@ -21,11 +21,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
-from edgesmith.kernels.gated_delta import chunk_gated_delta_rule, recurrent_gated_delta_rule
-from edgesmith.kernels.short_conv.reference import causal_conv1d
+from edgesmith.kernels.gated_delta.ops import chunk_gated_delta_rule, recurrent_gated_delta_rule
+from edgesmith.kernels.short_conv.ops import causal_conv1d
 
 
 @dataclass
@@ -115,17 +116,19 @@ class GatedDeltaNet(TokenMixer):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Initializes the non-Linear parameters (the model's weight init may call this).
+        """Initializes the non-Linear parameters (the model's weight init calls this).
 
         Decay rates A in [1, 16] and time steps dt log-uniform in [1e-3, 1e-1] (dt_bias is
         softplus^-1(dt)), the Mamba-2 / gated DeltaNet recipe; the conv like nn.Conv1d.
+        Written through transformers' ``initialization`` helpers, which skip a parameter
+        already loaded from a checkpoint.
         """
         bound = 1.0 / math.sqrt(self.conv_length)
-        self.conv_weight.uniform_(-bound, bound)
-        self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())
+        init.uniform_(self.conv_weight, -bound, bound)
+        init.copy_(self.A_log, torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())
         dt = torch.exp(torch.empty_like(self.dt_bias).uniform_(math.log(1e-3), math.log(1e-1))).clamp_min(1e-4)
-        self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-        self.norm_weight.fill_(1.0)
+        init.copy_(self.dt_bias, dt + torch.log(-torch.expm1(-dt)))
+        init.ones_(self.norm_weight)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         return {
@@ -158,15 +161,17 @@ class GatedDeltaNet(TokenMixer):
             conv_in, self.conv_weight.to(conv_in.dtype), None if state is None else state["conv"],
         )
         q, k, v = F.silu(conv_out).transpose(1, 2).split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
-        q = l2_normalize(q.reshape(B, T, self.num_heads, self.head_k_dim).float())
-        k = l2_normalize(k.reshape(B, T, self.num_heads, self.head_k_dim).float())
+        # float32 math for the recurrence inputs (float64 stays float64, for gradcheck)
+        cd = torch.float64 if hidden_states.dtype == torch.float64 else torch.float32
+        q = l2_normalize(q.reshape(B, T, self.num_heads, self.head_k_dim).to(cd))
+        k = l2_normalize(k.reshape(B, T, self.num_heads, self.head_k_dim).to(cd))
         v = v.reshape(B, T, self.num_v_heads, self.head_v_dim)
         if self.num_v_heads != self.num_heads:
             group = self.num_v_heads // self.num_heads
             q, k = q.repeat_interleave(group, dim=2), k.repeat_interleave(group, dim=2)
 
-        beta = b.float().sigmoid()
-        g = -self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float())
+        beta = b.to(cd).sigmoid()
+        g = -self.A_log.to(cd).exp() * F.softplus(a.to(cd) + self.dt_bias.to(cd))
         if keep is not None:
             # a padded step with beta = 0 and g = 0 leaves the recurrent state exactly as it was
             beta, g = beta * keep[..., None], g * keep[..., None]
@@ -177,9 +182,9 @@ class GatedDeltaNet(TokenMixer):
                         chunk_size=self.chunk_size)
 
         # gated RMSNorm per value head: rmsnorm(o) * silu(z), in float32 like the reference
-        o = o.float()
+        o = o.to(cd)
         o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + self.norm_eps)
-        o = (self.norm_weight.float() * o) * F.silu(z.reshape(B, T, self.num_v_heads, self.head_v_dim).float())
+        o = (self.norm_weight.to(cd) * o) * F.silu(z.reshape(B, T, self.num_v_heads, self.head_v_dim).to(cd))
         out = self.out_proj(o.reshape(B, T, self.value_dim).to(hidden_states.dtype))
         if state is None:
             return out, None

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import initialization as init
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
-from edgesmith.kernels.linear_attn import chunk_linear_attn, recurrent_linear_attn
+from edgesmith.kernels.linear_attn.ops import chunk_linear_attn, recurrent_linear_attn
 
 
 @dataclass
@@ -85,8 +86,8 @@ class LinearAttention(TokenMixer):
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Initializes the non-Linear parameters (the model's weight init may call this)."""
-        self.norm_weight.fill_(1.0)
+        """Initializes the non-Linear parameters (skipping one already loaded from a checkpoint)."""
+        init.ones_(self.norm_weight)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         # float32 whatever the model dtype: the sums grow with the context
@@ -99,7 +100,9 @@ class LinearAttention(TokenMixer):
         attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         B, T, _ = hidden_states.shape
-        q, k, v = self.qkv_proj(hidden_states).float().reshape(B, T, 3, self.num_heads, self.head_dim).unbind(2)
+        # float32 math (float64 stays float64, for gradcheck)
+        cd = torch.float64 if hidden_states.dtype == torch.float64 else torch.float32
+        q, k, v = self.qkv_proj(hidden_states).to(cd).reshape(B, T, 3, self.num_heads, self.head_dim).unbind(2)
         q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)            # last column: the normalizer
         if attention_mask is not None:
@@ -115,7 +118,7 @@ class LinearAttention(TokenMixer):
         o, final = kernel(q, k, v, scale=1.0, initial_state=initial, output_final_state=state is not None,
                           chunk_size=self.chunk_size)
         o = o[..., :-1] / (o[..., -1:] + self.eps)
-        o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight.float()
+        o = o * torch.rsqrt(o.pow(2).mean(-1, keepdim=True) + self.norm_eps) * self.norm_weight.to(cd)
         out = self.out_proj(o.reshape(B, T, -1).to(hidden_states.dtype))
         if state is None:
             return out, None

@@ -6,7 +6,7 @@ from typing import Any
 
 from edgesmith.core.reward import Reward
 
-from .text import completion_text
+from .text import completion_texts
 
 
 class ToolCallFormatReward(Reward):
@@ -15,7 +15,8 @@ class ToolCallFormatReward(Reward):
     makes no call; ``None`` for prompts without tools.
 
     Options: ``format`` (a registered tool-call format, default ``pythonic``). The dataset's
-    ``tools`` column (JSON schemas, or a JSON string of them) says which tools exist.
+    ``tools`` column (JSON schemas, or a JSON string of them) says which tools exist;
+    ``tokenizer`` (optional) decodes TRL's completion ids with the tool-call markers kept.
     """
 
     name = "toolcall_format"
@@ -24,6 +25,7 @@ class ToolCallFormatReward(Reward):
         super().__init__(**options)
         self.format_name = options.get("format", "pythonic")
         self._format = options.get("format_impl")
+        self.tokenizer = options.get("tokenizer")
 
     def _parser(self):
         if self._format is None:
@@ -38,14 +40,15 @@ class ToolCallFormatReward(Reward):
 
         tools_column = kwargs.get("tools") or [None] * len(completions)
         rewards: list[float | None] = []
-        for tools, completion in zip(tools_column, completions):
+        texts = completion_texts(completions, kwargs, self.tokenizer)
+        for tools, text in zip(tools_column, texts):
             if isinstance(tools, str):
                 tools = json.loads(tools) if tools else None
             if not tools:
                 rewards.append(None)
                 continue
             names = {(t.get("function") or t).get("name") for t in tools}
-            parsed = self._parser().parse(completion_text(completion))
+            parsed = self._parser().parse(text)
             if not parsed.ok:
                 rewards.append(-1.0)
             elif not parsed.calls:

@@ -116,10 +116,18 @@ def last_checkpoint(directory: str | Path) -> str | None:
     return get_last_checkpoint(str(directory)) if directory.is_dir() else None
 
 
+def quiet_libraries() -> None:
+    """Silences per-dataset-map progress bars; the stage's own rich progress shows the work."""
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
 def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: int, learning_rate: float,
                               save_steps: int, seed: int, grad_accum: int = 1, warmup_ratio: float = 0.0,
                               ) -> dict[str, Any]:
     """Keyword arguments every TRL config here shares (checkpointing, logging, CPU friendliness)."""
+    quiet_libraries()
     return dict(
         output_dir=str(output_dir),
         max_steps=max_steps,
@@ -137,7 +145,6 @@ def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: i
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,
         bf16=False,
         fp16=False,
     )
@@ -179,6 +186,10 @@ class StageCallback(TrainerCallback):
 
 def train_with_resume(trainer: Any, checkpoints: Path, ctx: StageContext, phase: str) -> Any:
     """Runs ``trainer.train``, resuming from the newest checkpoint in ``checkpoints`` if one exists."""
+    from transformers.trainer_callback import PrinterCallback
+
+    # StageCallback writes the logs (metrics.jsonl) and draws the progress; the printer would repeat them.
+    trainer.remove_callback(PrinterCallback)
     resume = last_checkpoint(checkpoints)
     if resume:
         ctx.log_metrics(phase=phase, event="resume", resumed_from=resume)

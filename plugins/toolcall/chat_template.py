@@ -61,9 +61,9 @@ CHAT_TEMPLATE = r"""
 {%- macro py(v) -%}
 {%- if v is none -%}None
 {%- elif v is boolean -%}{{ "True" if v else "False" }}
-{%- elif v is string -%}{{ v | tojson }}
+{%- elif v is string -%}{{ v | tojson | replace("<|", "\\u003c|") }}
 {%- elif v is number -%}{{ v }}
-{%- elif v is mapping -%}{ {%- for k, x in v.items() -%}{{ k | tojson }}: {{ py(x) }}{{ ", " if not loop.last }}{%- endfor -%} }
+{%- elif v is mapping -%}{ {%- for k, x in v.items() -%}{{ py(k) }}: {{ py(x) }}{{ ", " if not loop.last }}{%- endfor -%} }
 {%- elif v is iterable -%}[ {%- for x in v -%}{{ py(x) }}{{ ", " if not loop.last }}{%- endfor -%} ]
 {%- else -%}{{ v | tojson }}
 {%- endif -%}

@@ -12,6 +12,7 @@ as a synonym of ``arguments`` because some models write it.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from edgesmith.core.toolcall import ParseError, ParseResult, ToolCall, ToolCallFormat
@@ -19,6 +20,22 @@ from edgesmith.core.toolcall import ParseError, ParseResult, ToolCall, ToolCallF
 JSON_CALL_START = "<tool_call>"
 JSON_CALL_END = "</tool_call>"
 EXPECTED_OBJECT = 'a JSON object {"name": "...", "arguments": {...}}'
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of the float range (JSON numbers must be finite)")
+    return value
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value (JSON numbers must be finite)")
+
+
+def _escape_markers(dumped: str) -> str:
+    """Writes ``<`` of a marker inside a JSON string as ``\\u003c``: an argument never closes the block."""
+    return dumped.replace(JSON_CALL_START, "\\u003ctool_call>").replace(JSON_CALL_END, "\\u003c/tool_call>")
 
 
 def _validate(obj: Any) -> tuple[ToolCall | None, str, str]:
@@ -34,7 +51,7 @@ def _validate(obj: Any) -> tuple[ToolCall | None, str, str]:
         args = obj.get("parameters", {})
     if isinstance(args, str):
         try:
-            args = json.loads(args)
+            args = json.loads(args, parse_float=_finite_float, parse_constant=_no_constant)
         except ValueError as exc:
             return None, '"arguments" as a JSON object', f"arguments is a string that is not JSON: {exc}"
     if not isinstance(args, dict):
@@ -55,7 +72,7 @@ class JsonFormat(ToolCallFormat):
     def render(self, calls: list[ToolCall]) -> str:
         return "\n".join(
             f"{JSON_CALL_START}\n"
-            + json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False, allow_nan=False)
+            + _escape_markers(json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False, allow_nan=False))
             + f"\n{JSON_CALL_END}"
             for c in calls
         )
@@ -70,7 +87,7 @@ class JsonFormat(ToolCallFormat):
     def _parse(self, text: str) -> ParseResult:
         if not isinstance(text, str):
             return ParseResult(content="", error=ParseError("a string", 0, f"got {type(text).__name__}"))
-        decoder = json.JSONDecoder()
+        decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
         content: list[str] = []
         calls: list[ToolCall] = []
         pos = 0
@@ -104,6 +121,8 @@ class JsonFormat(ToolCallFormat):
                 error = ParseError(EXPECTED_OBJECT, body_start + lead + exc.pos, f"invalid JSON: {exc.msg}")
             except RecursionError:
                 error = ParseError(EXPECTED_OBJECT, body_start + lead, "JSON nested too deeply")
+            except ValueError as exc:  # a non-finite number (from the hooks below)
+                error = ParseError(EXPECTED_OBJECT, body_start + lead, str(exc))
             else:
                 if used != len(stripped):
                     error = ParseError(

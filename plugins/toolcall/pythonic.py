@@ -16,6 +16,7 @@ import ast
 import json
 import keyword
 import math
+import warnings
 from typing import Any
 
 from edgesmith.core.toolcall import ParseError, ParseResult, ToolCall, ToolCallFormat
@@ -30,7 +31,9 @@ def render_value(value: Any) -> str:
     """A Python literal for a JSON-like value, written as the chat template writes it.
 
     Strings use JSON escaping (double quotes), which is also a valid Python string literal,
-    so the Jinja template (``tojson``) and this function produce the same text.
+    so the Jinja template (``tojson``) and this function produce the same text. ``<|`` in a
+    string is written ``\\u003c|`` so an argument can never close the block or be read as
+    a special token.
     """
     if value is None:
         return "None"
@@ -39,7 +42,7 @@ def render_value(value: Any) -> str:
     if value is False:
         return "False"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value, ensure_ascii=False).replace("<|", "\\u003c|")
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
@@ -81,12 +84,23 @@ def render_call(call: ToolCall) -> str:
 
 
 def _offset(text: str, lineno: int | None, col: int | None) -> int:
-    """Absolute character offset of a 1-based line and 0-based column in ``text``."""
+    """Absolute character offset of a 1-based line and 0-based character column in ``text``."""
     if not lineno:
         return 0
     lines = text.splitlines(keepends=True)
     before = sum(len(line) for line in lines[: lineno - 1])
     return min(before + (col or 0), len(text))
+
+
+def _node_offset(text: str, node: ast.AST) -> int:
+    """Character offset of an AST node (whose ``col_offset`` counts UTF-8 bytes)."""
+    lineno = getattr(node, "lineno", None)
+    if not lineno:
+        return 0
+    lines = text.splitlines(keepends=True)
+    line = lines[lineno - 1] if lineno - 1 < len(lines) else ""
+    prefix = line.encode("utf-8", errors="surrogatepass")[: getattr(node, "col_offset", 0)]
+    return _offset(text, lineno, len(prefix.decode("utf-8", errors="ignore")))
 
 
 class _BlockError(Exception):
@@ -97,14 +111,14 @@ class _BlockError(Exception):
         self.expected, self.position, self.message = expected, position, message
 
 
-def _dotted_name(node: ast.expr, block: str) -> str:
+def _dotted_name(node: ast.expr, block: str, lead: int) -> str:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        return f"{_dotted_name(node.value, block)}.{node.attr}"
+        return f"{_dotted_name(node.value, block, lead)}.{node.attr}"
     raise _BlockError(
         "a function name (a dotted identifier)",
-        _offset(block, getattr(node, "lineno", None), getattr(node, "col_offset", None)),
+        lead + _node_offset(block, node),
         f"the called object is a {type(node).__name__}, not a function name",
     )
 
@@ -134,7 +148,9 @@ def _parse_block(block: str) -> list[ToolCall]:
     if not stripped:
         raise _BlockError(EXPECTED_BLOCK, 0, "the tool-call block is empty")
     try:
-        tree = ast.parse(stripped, mode="eval")
+        with warnings.catch_warnings():  # invalid escapes in model text are not our warnings
+            warnings.simplefilter("ignore")
+            tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
         pos = lead + _offset(stripped, exc.lineno, (exc.offset or 1) - 1)
         raise _BlockError(EXPECTED_BLOCK, pos, f"not valid Python syntax: {exc.msg}") from None
@@ -151,17 +167,17 @@ def _parse_block(block: str) -> list[ToolCall]:
 
     calls = []
     for node in nodes:
-        pos = lead + _offset(stripped, getattr(node, "lineno", None), getattr(node, "col_offset", None))
+        pos = lead + _node_offset(stripped, node)
         if not isinstance(node, ast.Call):
             raise _BlockError("a function call name(key=value, ...)", pos, f"list item is a {type(node).__name__}, not a call")
-        name = _dotted_name(node.func, stripped)
+        name = _dotted_name(node.func, stripped, lead)
         if node.args:
             raise _BlockError(
                 "keyword arguments only (key=value)", pos, f"call to {name} has {len(node.args)} positional argument(s)"
             )
         arguments: dict[str, Any] = {}
         for kw in node.keywords:
-            kw_pos = lead + _offset(stripped, kw.lineno, kw.col_offset)
+            kw_pos = lead + _node_offset(stripped, kw)
             if kw.arg is None:
                 raise _BlockError("keyword arguments only (key=value)", kw_pos, f"call to {name} uses ** unpacking")
             if kw.arg in arguments:
@@ -170,11 +186,13 @@ def _parse_block(block: str) -> list[ToolCall]:
                 value = ast.literal_eval(kw.value)
                 arguments[kw.arg] = _jsonable(value, f"argument {kw.arg!r} of {name}")
             except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError) as exc:
-                val_pos = lead + _offset(stripped, kw.value.lineno, kw.value.col_offset)
+                val_pos = lead + _node_offset(stripped, kw.value)
+                source = ast.get_source_segment(stripped, kw.value) or ""
+                detail = str(exc) if "JSON-like" in str(exc) else f"found {source[:60]!r}"
                 raise _BlockError(
                     "a literal value (string, number, True/False/None, list, dict)",
                     val_pos,
-                    f"argument {kw.arg!r} of {name} is not a literal: {exc}",
+                    f"argument {kw.arg!r} of {name} is not a literal: {detail}",
                 ) from None
         calls.append(ToolCall(name=name, arguments=arguments))
     return calls

@@ -5,4 +5,6 @@ from edgesmith.core.hookspecs import hookimpl
 
 @hookimpl
 def edgesmith_profilers():
-    return {}
+    from .local_cpu import LocalCPUProfiler
+
+    return {"local_cpu": LocalCPUProfiler}

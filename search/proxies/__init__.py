@@ -5,4 +5,7 @@ from edgesmith.core.hookspecs import hookimpl
 
 @hookimpl
 def edgesmith_quality_proxies():
-    return {}
+    from .short_train import ShortTrainProxy
+    from .zero_cost import ZeroCostProxy
+
+    return {"short_train": ShortTrainProxy, "zero_cost": ZeroCostProxy}

@@ -1,0 +1,118 @@
+"""The ``reasoning`` environment: multi-step problems with one verifiable final answer.
+
+Two kinds of problem, both long enough for a small model to lose its place and loop:
+
+* ``star``: path finding on a star graph, the task on which Pipis et al. (2025, "Wait,
+  Wait, Wait... Why Do Reasoning Models Loop?") and Bachmann & Nagarajan (2024) show models
+  looping: a centre node with ``degree`` arms of ``arm_length`` nodes each, the edges listed
+  in random order; the answer is the path from the centre to a given leaf.
+* ``arithmetic``: a chain of operations on a running value, solved with a scratchpad.
+
+The completion must end with ``Final answer: ...`` (the last such line counts); no final
+answer gives reward 0. Star paths are written as comma-separated node numbers.
+
+Options: ``kind`` (``star``, ``arithmetic`` or ``mixed``; default mixed).
+Difficulty 1-5: star graphs have ``2 + d`` arms of ``1 + d`` nodes; arithmetic chains
+have ``2 + 2d`` operations with operands up to ``5 * d``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from edgesmith.core.environment import Task, Verification
+from edgesmith.core.errors import ConfigError
+
+from .synthetic import FINAL_ANSWER, GeneratedEnvironment, build_options, final_answer
+
+SYSTEM = ("Solve the problem step by step. End with a last line of the form "
+          f"'{FINAL_ANSWER} <answer>'.")
+KINDS = ("star", "arithmetic", "mixed")
+
+
+@dataclass
+class ReasoningOptions:
+    """Options of the ``reasoning`` environment."""
+
+    kind: str = "mixed"
+
+
+def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
+    degree, arm_length = 2 + difficulty, 1 + difficulty
+    labels = rng.sample(range(1, 10 * (degree * arm_length + 1)), degree * arm_length + 1)
+    centre, rest = labels[0], labels[1:]
+    arms = [[centre] + rest[a * arm_length:(a + 1) * arm_length] for a in range(degree)]
+    edges = [(arm[i], arm[i + 1]) for arm in arms for i in range(arm_length)]
+    rng.shuffle(edges)
+    path = arms[rng.randrange(degree)]
+    target = path[-1]
+    edge_text = ", ".join(f"{a}-{b}" for a, b in edges)
+    prompt = (f"A graph has the directed edges {edge_text}. Find the path from node {centre} "
+              f"to node {target}. Answer with the node numbers along the path, separated by commas.")
+    back = " <- ".join(str(v) for v in reversed(path))
+    steps = [f"Node {target} is the end of one arm. Walking back along the edges that lead into it: {back}."]
+    for a, b in zip(path, path[1:]):
+        steps.append(f"Edge {a}-{b} exists.")
+    steps.append(f"So the path is {' -> '.join(str(v) for v in path)}.")
+    solution = "\n".join(steps) + f"\n{FINAL_ANSWER} {','.join(str(v) for v in path)}"
+    return prompt, solution, {"kind": "star", "answer": path}
+
+
+_OPS = {"add": ("Add {x}.", "+"), "sub": ("Subtract {x}.", "-"), "mul": ("Multiply by {x}.", "*")}
+
+
+def _arithmetic(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
+    value = rng.randint(2, 20)
+    start = value
+    instructions, scratch = [], [f"Start with {value}."]
+    for _ in range(2 + 2 * difficulty):
+        op = rng.choice(("add", "sub", "mul") if abs(value) < 200 else ("add", "sub"))
+        x = rng.randint(2, max(3, 5 * difficulty))
+        new = value + x if op == "add" else value - x if op == "sub" else value * x
+        text, sign = _OPS[op]
+        instructions.append(text.format(x=x))
+        scratch.append(f"{value} {sign} {x} = {new}")
+        value = new
+    prompt = f"Start with {start}. " + " ".join(instructions) + " What is the result?"
+    solution = "\n".join(scratch) + f"\n{FINAL_ANSWER} {value}"
+    return prompt, solution, {"kind": "arithmetic", "answer": value}
+
+
+class ReasoningEnvironment(GeneratedEnvironment):
+    """Star-graph path finding and scratchpad arithmetic with a ``Final answer:`` line."""
+
+    name = "reasoning"
+    max_difficulty = 5
+
+    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
+        super().__init__(seed=seed, difficulty=difficulty, **options)
+        self.config = build_options(ReasoningOptions, self.name, options)
+        if self.config.kind not in KINDS:
+            raise ConfigError("env.reasoning.kind", self.config.kind, f"one of {', '.join(KINDS)}")
+
+    def generate(self, rng: random.Random, index: int) -> Task:
+        kind = self.config.kind
+        if kind == "mixed":
+            kind = "star" if index % 2 == 0 else "arithmetic"
+        prompt, solution, reference = (_star if kind == "star" else _arithmetic)(rng, self.difficulty)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+        return Task(id="", messages=messages, reference=reference, solution=solution,
+                    metadata={"kind": kind})
+
+    def verify(self, task: Task, completion: str) -> Verification:
+        reference = task.reference
+        answer = final_answer(completion)
+        details: dict[str, Any] = {"kind": reference["kind"], "expected": reference["answer"], "answer": answer}
+        if answer is None:
+            details["reason"] = f"no final answer (a line starting with '{FINAL_ANSWER}')"
+            return Verification(0.0, False, details)
+        numbers = [int(x) for x in re.findall(r"-?\d+", answer)]
+        if reference["kind"] == "star":
+            ok = numbers == list(reference["answer"])
+        else:
+            ok = len(numbers) == 1 and numbers[0] == reference["answer"]
+        details["reason"] = "" if ok else f"wrong answer: got {answer!r}"
+        return Verification(1.0 if ok else 0.0, ok, details)

@@ -1,0 +1,1 @@
+"""Evaluation: rollouts shared with DPO, `edgesmith eval`, and its report."""

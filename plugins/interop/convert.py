@@ -1,0 +1,45 @@
+"""The ``convert`` command: LFM2 checkpoint -> edgesmith (``to=edgesmith``) or back (``to=lfm2``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from rich.console import Console
+
+from edgesmith.core.errors import ConfigError
+
+TARGETS = ("edgesmith", "lfm2")
+
+
+def convert_command(cfg: Any, run_dir: Path) -> Path:
+    """Runs one conversion from the composed ``conf/convert.yaml``; returns the written directory."""
+    from .lfm2 import export_lfm2, import_lfm2
+
+    src = OmegaConf.select(cfg, "src", default=None)
+    dst = OmegaConf.select(cfg, "dst", default=None)
+    to = OmegaConf.select(cfg, "to", default="edgesmith")
+    overwrite = bool(OmegaConf.select(cfg, "overwrite", default=False))
+    if to not in TARGETS:
+        raise ConfigError("to", to, " or ".join(TARGETS))
+    source_kind = "an LFM2 checkpoint directory" if to == "edgesmith" else "an edgesmith model directory"
+    if src in (None, ""):
+        raise ConfigError("src", src, f"{source_kind} (src=DIR)")
+    if dst in (None, ""):
+        raise ConfigError("dst", dst, "the directory to write (dst=DIR)")
+    src_path, dst_path = Path(str(src)).expanduser(), Path(str(dst)).expanduser()
+    if not src_path.is_dir():
+        raise ConfigError("src", str(src), f"an existing directory: {source_kind}")
+    if src_path.resolve() == dst_path.resolve():
+        raise ConfigError("dst", str(dst), "a directory other than src")
+    console = Console(stderr=True)
+    with console.status(f"converting {src_path} -> {dst_path} ({to})"):
+        if to == "edgesmith":
+            model = import_lfm2(src_path, dst_path, overwrite=overwrite)
+            what = f"edgesmith model, {len(model.config.layers)} layers"
+        else:
+            export_lfm2(src_path, dst_path, overwrite=overwrite)
+            what = "LFM2 checkpoint (loads with transformers' Lfm2ForCausalLM)"
+    console.print(f"wrote {what} to {dst_path}", highlight=False)
+    return dst_path

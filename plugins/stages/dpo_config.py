@@ -1,0 +1,79 @@
+"""Options of the ``dpo`` stage (``dpo.<key>=value``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgesmith.core.errors import ConfigError
+
+from .sft_config import DEFAULT_ENVIRONMENTS
+
+AGGREGATIONS = ("weighted_sum", "rank_average")
+#: the losses of TRL 1.16's DPOTrainer
+LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+              "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
+
+
+@dataclass
+class JurorConfig:
+    """One judge of the jury: its registered name, weight and options."""
+
+    name: str = "verifier"
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def default_jury() -> list[JurorConfig]:
+    # Correctness first, loops penalized as hard as a wrong answer, length only breaks ties.
+    return [JurorConfig("verifier", 1.0), JurorConfig("loop", 1.0), JurorConfig("length", 0.1)]
+
+
+@dataclass
+class DPOStageConfig:
+    """On-policy DPO rounds: sample, judge, pair best vs worst, train with TRL's DPOTrainer.
+
+    Each round draws ``prompts_per_environment`` fresh train prompts per environment, has
+    the current policy write ``samples`` completions at ``temperature`` plus one greedy
+    completion, and lets the jury score them. ``loss_type`` is any DPOTrainer loss;
+    ``sigmoid_norm`` (default) is DPO on the per-token average log-ratio (length-normalized).
+    ``steps_per_round`` = 0 means one pass over the round's pairs.
+    """
+
+    environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    prompts_per_environment: int = 16
+    difficulty: int = 1
+    rounds: int = 2
+    samples: int = 5
+    temperature: float = 1.0
+    max_new_tokens: int = 128
+    judges: list[JurorConfig] = field(default_factory=default_jury)
+    aggregation: str = "weighted_sum"
+    loss_type: str = "sigmoid_norm"
+    beta: float = 0.1
+    learning_rate: float = 5e-5
+    batch_size: int = 4
+    steps_per_round: int = 0
+    max_length: int = 512
+    save_steps: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("prompts_per_environment", "rounds", "samples", "max_new_tokens", "batch_size",
+                    "max_length", "save_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"dpo.{key}", getattr(self, key), "an integer >= 1")
+        if self.steps_per_round < 0:
+            raise ConfigError("dpo.steps_per_round", self.steps_per_round, "an integer >= 0 (0: one epoch)")
+        if not self.temperature > 0:
+            raise ConfigError("dpo.temperature", self.temperature, "a positive number (the greedy sample is added "
+                                                                   "anyway)")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError("dpo.aggregation", self.aggregation, ", ".join(AGGREGATIONS))
+        if self.loss_type not in LOSS_TYPES:
+            raise ConfigError("dpo.loss_type", self.loss_type, ", ".join(LOSS_TYPES))
+        if not self.judges:
+            raise ConfigError("dpo.judges", self.judges, "at least one judge")
+        if not self.beta > 0 or not self.learning_rate > 0:
+            raise ConfigError("dpo.beta" if not self.beta > 0 else "dpo.learning_rate",
+                              self.beta if not self.beta > 0 else self.learning_rate, "a positive number")

@@ -1,0 +1,30 @@
+"""The ``eval`` stage: evaluates the latest model artifact (loop rate, accuracy, speed)."""
+
+from __future__ import annotations
+
+from edgesmith.core.stage import Artifact, Stage, StageContext
+from edgesmith.plugins.evaluation.options import EvalOptions
+
+
+class EvalStage(Stage):
+    """Runs :func:`edgesmith.plugins.evaluation.evaluate.evaluate` on the latest ``model``.
+
+    Options are those of ``edgesmith eval`` minus ``model_path`` (``eval.n_prompts=...``).
+    The artifact is a ``report`` (the stage directory) whose metadata holds the summary.
+    """
+
+    name = "eval"
+    config_class = EvalOptions
+
+    def run(self, ctx: StageContext) -> Artifact:
+        from edgesmith.plugins.evaluation.evaluate import evaluate
+        from edgesmith.plugins.stages.training import model_input
+
+        model_dir = model_input(ctx)
+        results = evaluate(self.options, model_dir, out_dir=ctx.out_dir, plugins=ctx.plugins)
+        summary = {env: {mode: {k: m[k] for k in ("loop_rate", "loop_rate_ci95", "accuracy", "mean_length")}
+                         for mode, m in modes.items()}
+                   for env, modes in results["environments"].items()}
+        ctx.log_metrics(**{f"{env}/{mode}/{k}": v for env, modes in summary.items()
+                           for mode, m in modes.items() for k, v in m.items() if k != "loop_rate_ci95"})
+        return Artifact(kind="report", path=str(ctx.out_dir), metadata={"model": str(model_dir), "summary": summary})

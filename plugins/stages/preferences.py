@@ -1,0 +1,135 @@
+"""On-policy preference pairs: k sampled + 1 greedy completion per prompt, judged by a jury.
+
+The best-scored candidate becomes ``chosen``, the worst ``rejected``; a prompt whose best and
+worst score the same teaches nothing and is dropped (a tie). Loops get the loop judge's
+penalty, so they end up rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgesmith.core.environment import Environment, Task
+
+
+@dataclass
+class Candidate:
+    """One completion of a prompt with the jury's verdict."""
+
+    text: str
+    score: float
+    by_judge: dict[str, float]
+    finished: bool
+    greedy: bool
+    looping: bool = False
+
+
+@dataclass
+class PreferencePair:
+    """A prompt with its best (chosen) and worst (rejected) candidate and every candidate's score."""
+
+    round: int
+    environment: str
+    task_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    chosen_score: float
+    rejected_score: float
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreferencePair:
+        data = dict(data)
+        data["candidates"] = [Candidate(**c) for c in data.get("candidates", [])]
+        return cls(**data)
+
+
+@dataclass
+class PreferenceRound:
+    """What one round of sampling and judging gave."""
+
+    pairs: list[PreferencePair]
+    ties: int
+    prompts: int
+    candidates: int
+    loops: int
+
+    @property
+    def loop_rate(self) -> float:
+        return self.loops / self.candidates if self.candidates else 0.0
+
+
+def prompt_text(tokenizer: Any, task: Task) -> str:
+    """The task's prompt as the chat template renders it, ending with the assistant header."""
+    return tokenizer.apply_chat_template(task.messages, tools=task.tools, add_generation_prompt=True,
+                                         tokenize=False)
+
+
+def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
+                      environments: dict[str, Environment], jury: Any, *, samples: int, temperature: float,
+                      max_new_tokens: int, round_index: int, seed: int) -> PreferenceRound:
+    """Samples, judges and pairs; the greedy completion is always one of the candidates."""
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+    from edgesmith.plugins.loops.detector import detect_loop
+
+    by_env: dict[str, list[Task]] = {}
+    for env_name, task in tasks:
+        by_env.setdefault(env_name, []).append(task)
+    pairs: list[PreferencePair] = []
+    ties = n_candidates = loops = 0
+    for env_name, env_tasks in by_env.items():
+        sampled = generate_completions(model, tokenizer, env_tasks, n_samples=samples, temperature=temperature,
+                                       max_new_tokens=max_new_tokens, seed=seed + round_index)
+        greedy = generate_completions(model, tokenizer, env_tasks, n_samples=1, temperature=0.0,
+                                      max_new_tokens=max_new_tokens, seed=seed + round_index)
+        for task, samples_of_task, greedy_of_task in zip(env_tasks, sampled, greedy):
+            completions = [*samples_of_task, greedy_of_task[0]]
+            texts = [c.text for c in completions]
+            finished = [bool(c.finished) for c in completions]
+            verdict = jury.score(task, texts, environments[env_name], finished)
+            candidates = []
+            for i, c in enumerate(completions):
+                looping = detect_loop(list(c.token_ids) if c.token_ids is not None else c.text, c.finished).looping
+                loops += looping
+                candidates.append(Candidate(text=c.text, score=verdict.scores[i],
+                                            by_judge={k: v[i] for k, v in verdict.by_judge.items()},
+                                            finished=finished[i], greedy=i == len(completions) - 1,
+                                            looping=looping))
+            n_candidates += len(candidates)
+            best = max(range(len(candidates)), key=lambda i: candidates[i].score)
+            worst = min(range(len(candidates)), key=lambda i: candidates[i].score)
+            if candidates[best].score == candidates[worst].score:
+                ties += 1
+                continue
+            pairs.append(PreferencePair(
+                round=round_index, environment=env_name, task_id=task.id, prompt=prompt_text(tokenizer, task),
+                chosen=candidates[best].text, rejected=candidates[worst].text,
+                chosen_score=candidates[best].score, rejected_score=candidates[worst].score,
+                candidates=candidates))
+    return PreferenceRound(pairs=pairs, ties=ties, prompts=len(tasks), candidates=n_candidates, loops=loops)
+
+
+def write_pairs(path: Path, result: PreferenceRound) -> None:
+    """Pairs as JSONL plus a summary (a resumed round reuses them instead of sampling again)."""
+    summary = {"ties": result.ties, "prompts": result.prompts, "candidates": result.candidates,
+               "loops": result.loops, "pairs": len(result.pairs)}
+    path.with_name("summary.json").write_text(json.dumps(summary, indent=2))
+    tmp = path.with_suffix(".partial")
+    with open(tmp, "w") as f:
+        for pair in result.pairs:
+            f.write(pair.to_json() + "\n")
+    tmp.replace(path)  # the pairs file appears last: its presence means the round's data is complete
+
+
+def read_pairs(path: Path) -> PreferenceRound:
+    pairs = [PreferencePair.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    summary = json.loads(path.with_name("summary.json").read_text())
+    return PreferenceRound(pairs=pairs, ties=summary["ties"], prompts=summary["prompts"],
+                           candidates=summary["candidates"], loops=summary["loops"])

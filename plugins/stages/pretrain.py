@@ -1,0 +1,184 @@
+"""The ``pretrain`` stage: language-model training of the chosen architecture (or an import).
+
+The architecture comes from the latest ``model_config`` artifact (the search's choice),
+else from ``cfg.model``. The tokenizer is trained on the same corpus with the
+architecture's vocabulary size and saved with every checkpoint, so each checkpoint
+directory is a complete ``from_pretrained`` model. Training is TRL's SFTTrainer on plain
+text with packing (causal LM loss on every token).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from edgesmith.core.errors import StageError
+from edgesmith.core.stage import Artifact, Stage, StageContext
+
+from .pretrain_config import PretrainConfig
+from .training import (StageCallback, check_model_dir, common_training_arguments, is_finished_model_dir,
+                       load_model_and_tokenizer, model_artifact, register_model_classes, save_model_dir,
+                       train_with_resume)
+
+
+def read_text_dataset(path: str | Path, text_field: str = "text") -> list[str]:
+    """Documents of a user's text dataset (.txt, .jsonl or a directory of .txt files)."""
+    path = Path(str(path)).expanduser()
+    accepted = "a .txt file (documents separated by blank lines), a .jsonl file or a directory of .txt files"
+    if path.is_dir():
+        files = sorted(path.glob("*.txt"))
+        if not files:
+            raise StageError("pretrain", f"pretrain.dataset '{path}' holds no .txt files; accepted: {accepted}")
+        return [doc for f in files for doc in read_text_dataset(f, text_field)]
+    if not path.is_file():
+        raise StageError("pretrain", f"pretrain.dataset '{path}' does not exist; accepted: {accepted}")
+    if path.suffix == ".jsonl":
+        docs = []
+        for i, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+                raise StageError("pretrain", f"{path}:{i}: expected a JSON object with a string field "
+                                             f"'{text_field}' (pretrain.text_field)")
+            docs.append(row[text_field])
+        return docs
+    if path.suffix in (".txt", ".md", ""):
+        return [block.strip() for block in path.read_text().split("\n\n") if block.strip()]
+    raise StageError("pretrain", f"pretrain.dataset '{path}' has an unknown type; accepted: {accepted}")
+
+
+def corpus_texts(options: PretrainConfig, seed: int) -> list[str]:
+    """The documents to train on: the user's dataset or the built-in world's corpus."""
+    if options.dataset:
+        docs = read_text_dataset(options.dataset, options.text_field)
+    else:
+        from edgesmith.plugins.world.corpus import build_corpus
+
+        docs = [d if isinstance(d, str) else getattr(d, "text", str(d))
+                for d in build_corpus(options.n_documents, seed)]
+    if not docs:
+        raise StageError("pretrain", "the training corpus is empty")
+    return docs
+
+
+def architecture_config(ctx: StageContext) -> Any:
+    """The chosen architecture: the latest model_config artifact, else ``cfg.model``."""
+    from transformers import AutoConfig
+
+    register_model_classes()
+    artifact = ctx.latest("model_config")
+    if artifact is not None:
+        return AutoConfig.from_pretrained(artifact.path)
+    if ctx.artifacts:
+        have = ", ".join(f"{n} gave '{a.kind}'" for n, a in ctx.artifacts.items())
+        raise StageError(ctx.name, f"reads a 'model_config' artifact (from search) or cfg.model; got: {have}")
+    section = OmegaConf.select(ctx.config, "model", default=None)
+    if section is None:
+        raise StageError(ctx.name, "no architecture: run search before pretrain, or set model=<preset>")
+    from edgesmith.core.validation import model_config_from_cfg
+
+    return model_config_from_cfg(section)
+
+
+def train_tokenizer_for(texts: list[str], vocab_size: int, save_dir: Path) -> Any:
+    """The corpus tokenizer (reused from ``save_dir`` when an interrupted run made it already)."""
+    from transformers import AutoTokenizer
+
+    if (save_dir / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(str(save_dir))
+    from edgesmith.plugins.world.tokenizer import train_tokenizer
+
+    return train_tokenizer(texts, vocab_size=vocab_size, save_dir=str(save_dir))
+
+
+def import_checkpoint(source: Path, destination: Path, ctx: StageContext, options: PretrainConfig) -> Path:
+    """Brings an existing checkpoint in as the stage's model (LFM2 through the converter)."""
+    model_type = json.loads((source / "config.json").read_text()).get("model_type")
+    if model_type == "lfm2":
+        from edgesmith.plugins.interop.lfm2 import import_lfm2
+
+        converted = destination.with_name("imported_lfm2")
+        import_lfm2(str(source), str(converted))
+        source = converted
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    register_model_classes()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    except (OSError, ValueError, KeyError) as exc:
+        raise StageError(ctx.name, f"cannot load init_from='{source}' as a causal LM "
+                                   f"(accepted: edgesmith, LFM2 or any transformers causal LM directory): {exc}") from exc
+    if (source / "tokenizer.json").is_file() or (source / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+    else:
+        # A checkpoint without a tokenizer gets one trained on the corpus with its vocab size.
+        tokenizer = train_tokenizer_for(corpus_texts(options, options.seed), model.config.vocab_size,
+                                        destination.with_name("tokenizer"))
+    return save_model_dir(model, tokenizer, destination)
+
+
+class PretrainStage(Stage):
+    """Pretrains the chosen architecture on the corpus (or imports ``init_from``)."""
+
+    name = "pretrain"
+    config_class = PretrainConfig
+    config_keys = ("model", "init_from")
+
+    def run(self, ctx: StageContext) -> Artifact:
+        options: PretrainConfig = self.options
+        final = ctx.out_dir / "model"
+        if is_finished_model_dir(final):
+            return model_artifact(final, resumed=True)
+        source = options.init_from or OmegaConf.select(ctx.config, "init_from", default=None)
+        if source:
+            imported = import_checkpoint(check_model_dir(source, "init_from", ctx.name), final, ctx, options)
+            ctx.log_metrics(phase="import", source=str(source))
+            if not options.train_after_init:
+                return model_artifact(imported, init_from=str(source))
+            model, tokenizer = load_model_and_tokenizer(imported)
+            texts = corpus_texts(options, options.seed)
+        else:
+            config = architecture_config(ctx)
+            texts = corpus_texts(options, options.seed)
+            tokenizer = train_tokenizer_for(texts, config.vocab_size, ctx.out_dir / "tokenizer")
+            if len(tokenizer) > config.vocab_size:
+                raise StageError(ctx.name, f"the tokenizer has {len(tokenizer)} tokens but the architecture's "
+                                           f"vocab_size is {config.vocab_size}")
+            for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+                value = getattr(tokenizer, attr, None)
+                if value is not None:
+                    setattr(config, attr, value)
+            from transformers import AutoModelForCausalLM, set_seed
+
+            register_model_classes()
+            set_seed(options.seed)
+            model = AutoModelForCausalLM.from_config(config)
+        result = self._train(ctx, model, tokenizer, texts)
+        save_model_dir(model, tokenizer, final)
+        n_params = sum(p.numel() for p in model.parameters())
+        ctx.log_metrics(phase="done", parameters=n_params, train_loss=result.training_loss)
+        return model_artifact(final, parameters=n_params, vocab_size=model.config.vocab_size,
+                              train_loss=result.training_loss, documents=len(texts), init_from=source)
+
+    def _train(self, ctx: StageContext, model: Any, tokenizer: Any, texts: list[str]) -> Any:
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        options: PretrainConfig = self.options
+        checkpoints = ctx.out_dir / "checkpoints"
+        args = SFTConfig(
+            **common_training_arguments(checkpoints, max_steps=options.max_steps, batch_size=options.batch_size,
+                                        learning_rate=options.learning_rate, save_steps=options.save_steps,
+                                        seed=options.seed, warmup_ratio=options.warmup_ratio),
+            dataset_text_field="text",
+            max_length=options.seq_len,
+            packing=True,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts}),
+                             processing_class=tokenizer, callbacks=[StageCallback(ctx, "pretrain")])
+        return train_with_resume(trainer, checkpoints, ctx, "pretrain")

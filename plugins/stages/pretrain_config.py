@@ -1,0 +1,42 @@
+"""Options of the ``pretrain`` stage (``pretrain.<key>=value``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgesmith.core.errors import ConfigError
+
+
+@dataclass
+class PretrainConfig:
+    """Language-model pretraining of the chosen architecture, or an import instead.
+
+    ``init_from`` (or the top-level ``init_from``): start from an existing checkpoint
+    instead of training from scratch: an edgesmith model directory, an LFM2 directory
+    (converted), or any transformers causal LM directory. ``train_after_init`` also trains it
+    on the corpus. ``dataset``: a user's text (a ``.txt`` file, one document per blank-line
+    separated block; a ``.jsonl`` file with ``text_field``; or a directory of ``.txt``
+    files) instead of the built-in corpus.
+    """
+
+    init_from: str | None = None
+    train_after_init: bool = False
+    dataset: str | None = None
+    text_field: str = "text"
+    n_documents: int = 3000
+    max_steps: int = 300
+    batch_size: int = 8
+    seq_len: int = 256
+    learning_rate: float = 3e-3
+    warmup_ratio: float = 0.05
+    save_steps: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for key in ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"pretrain.{key}", getattr(self, key), "an integer >= 1")
+        if not self.learning_rate > 0:
+            raise ConfigError("pretrain.learning_rate", self.learning_rate, "a positive number")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("pretrain.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")

@@ -1,0 +1,76 @@
+"""The ``search`` stage and the ``edgesmith search`` command: run the architecture search.
+
+Both read the ``search`` config group (:class:`edgesmith.search.config.SearchConfig`) and
+supply what search/ must not import itself: the built-in corpus (and optionally a
+tokenizer trained on it) for the ``short_train`` proxy. The stage returns an artifact of
+kind ``model_config`` whose path holds the chosen ``config.json`` (read it with
+``EdgeConfig.from_pretrained(path)``); re-running resumes the study in the stage directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from edgesmith.core.errors import StageError
+from edgesmith.core.stage import Artifact, Stage, StageContext
+from edgesmith.core.stage_options import build_options
+from edgesmith.search.config import SearchConfig
+
+
+def proxy_inputs(cfg: SearchConfig) -> dict[str, Any]:
+    """The corpus (and tokenizer) the ``short_train`` proxy trains on; nothing for other proxies."""
+    if cfg.proxy.name != "short_train" or "texts" in cfg.proxy.options:
+        return {}
+    from edgesmith.plugins.world.corpus import build_corpus
+
+    def texts_fn() -> list[str]:
+        return build_corpus(cfg.corpus_documents, seed=cfg.seed)
+
+    inputs: dict[str, Any] = {"texts_fn": texts_fn}
+    if cfg.tokenizer_vocab:
+        def encode(texts: list[str]) -> tuple[list[int], int]:
+            from edgesmith.plugins.world.tokenizer import train_tokenizer
+
+            tok = train_tokenizer(texts, cfg.tokenizer_vocab)
+            ids: list[int] = []
+            for row in tok(texts)["input_ids"]:
+                ids.extend(row + [tok.eos_token_id])
+            return ids, len(tok)
+
+        inputs["encode"] = encode
+    return inputs
+
+
+def search_command(cfg: Any, run_dir: Path) -> Any:
+    """``edgesmith search search=PRESET [search.key=value ...]``: one worker of the study."""
+    from edgesmith.core.plugin_manager import get_plugin_manager
+    from edgesmith.search.study import run_search
+
+    options = build_options(SearchConfig, OmegaConf.select(cfg, "search", default=None), key="search")
+    return run_search(options, run_dir, get_plugin_manager(), proxy_kwargs=proxy_inputs(options))
+
+
+class SearchStage(Stage):
+    """Runs the search study in the stage directory and hands the chosen config to pretraining."""
+
+    name = "search"
+    config_class = SearchConfig
+
+    def run(self, ctx: StageContext) -> Artifact:
+        from edgesmith.search.study import run_search
+
+        result = run_search(self.options, ctx.out_dir, ctx.plugins, proxy_kwargs=proxy_inputs(self.options))
+        if result.chosen is None or result.chosen_dir is None:
+            raise StageError(self.name, "no finished trial met the constraints and budgets, so there is "
+                                        f"no architecture to pass on; see {ctx.out_dir / 'trials.csv'} and "
+                                        "loosen search.constraints or search.choose budgets")
+        chosen = result.chosen
+        ctx.log_metrics(trial=chosen["trial"], **{f"value_{k}": v for k, v in chosen["values"].items()})
+        return Artifact(kind="model_config", path=str(result.chosen_dir), metadata={
+            "profile": chosen["profile"], "estimate": chosen["estimate"], "values": chosen["values"],
+            "trial": chosen["trial"], "pattern": chosen["pattern"], "study": result.study_name,
+            "storage": result.storage_url, "model_yaml": str(result.model_yaml), "spearman": result.spearman,
+        })

@@ -1,0 +1,1 @@
+"""The built-in world: what runs need when nothing can be downloaded (tokenizer, corpus)."""

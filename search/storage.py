@@ -1,0 +1,113 @@
+"""Resolves ``search.storage`` into an Optuna storage; a malformed URL is a clear error.
+
+Accepted forms:
+
+- null: ``sqlite:///<run_dir>/study.db`` (one machine, several processes);
+- ``sqlite:///PATH`` or any SQLAlchemy URL (``postgresql://``, ``mysql+pymysql://``...):
+  Optuna's RDB storage, with heartbeats so a live worker retries a dead worker's trial;
+- ``journal:///PATH``: Optuna's journal file (``JournalFileBackend``) for file systems
+  where SQLite locking is unreliable (e.g. NFS). Optuna's journal storage has no
+  heartbeat, so a killed worker's trial stays RUNNING and is not retried;
+- ``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``GrpcStorageProxy``), for machines
+  that cannot share a file or reach the database; it needs the ``grpcio`` and
+  ``protobuf`` packages, and a server started with
+  ``optuna.storages.run_grpc_proxy_server(get_storage(URL), host=..., port=...)``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from edgesmith.core.errors import ConfigError
+
+ACCEPTED = ("null (SQLite file in the run directory), sqlite:///PATH, journal:///PATH, "
+            "grpc://HOST:PORT, or an SQLAlchemy database URL such as postgresql://USER:PASS@HOST/DB")
+
+
+@dataclass
+class ResolvedStorage:
+    """The Optuna storage object plus what the study needs to know about it."""
+
+    url: str
+    kind: str  # sqlite | rdb | journal | grpc
+    storage: Any
+    heartbeat: bool
+
+
+def _bad(url: Any, detail: str) -> ConfigError:
+    return ConfigError("search.storage", url, ACCEPTED, detail=detail)
+
+
+def resolve_storage(url: str | None, run_dir: Path, heartbeat_interval_s: int = 5,
+                    grace_period_s: int = 15, max_retry: int = 2) -> ResolvedStorage:
+    """Builds the storage for ``url`` (see the module docstring for the accepted forms)."""
+    if url is None or url == "":
+        url = f"sqlite:///{(Path(run_dir) / 'study.db').resolve()}"
+    if not isinstance(url, str) or "://" not in url:
+        raise _bad(url, "no scheme: expected SCHEME://...")
+    scheme, rest = url.split("://", 1)
+    if scheme == "journal":
+        if not rest.startswith("/") or len(rest) < 2:
+            raise _bad(url, "a journal URL needs an absolute path: journal:///abs/path/study.log")
+        path = Path(rest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return ResolvedStorage(url, "journal", JournalStorage(JournalFileBackend(str(path))), False)
+    if scheme == "grpc":
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})/?", rest)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            raise _bad(url, "a gRPC storage proxy URL is grpc://HOST:PORT")
+        if importlib.util.find_spec("grpc") is None:
+            raise ConfigError("search.storage", url, "a storage whose client is installed",
+                              detail="Optuna's gRPC storage proxy needs the grpcio and protobuf packages, "
+                                     "which are not installed: pip install grpcio protobuf")
+        from optuna.storages import GrpcStorageProxy
+
+        return ResolvedStorage(url, "grpc", GrpcStorageProxy(host=m.group(1), port=int(m.group(2))), False)
+    import sqlalchemy
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        parsed.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise _bad(url, f"not a storage URL Optuna can open: {exc}") from exc
+    except ImportError as exc:
+        raise ConfigError("search.storage", url, "a database whose driver is installed",
+                          detail=f"{type(exc).__name__}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise _bad(url, "an in-memory or path-less SQLite database cannot be shared or resumed; "
+                            "use sqlite:///PATH")
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        # Heartbeats are "experimental" in Optuna since 2.x; they are what lets a farm recover.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval_s,
+            grace_period=grace_period_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            # SQLite serialises writers; waiting on its lock beats failing a worker's write.
+            engine_kwargs={"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else None,
+        )
+    kind = "sqlite" if parsed.get_backend_name() == "sqlite" else "rdb"
+    return ResolvedStorage(url, kind, storage, True)
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fails trials whose worker stopped beating (and queues their retries); a no-op without heartbeats."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)

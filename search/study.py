@@ -1,0 +1,346 @@
+"""The hardware-in-the-loop study: Optuna multi-objective search over measured candidates.
+
+One call of :func:`run_search` is one worker. Workers started anywhere with the same
+``search.storage`` and ``search.study_name`` share one study (a device farm); each checks
+that its device fingerprint matches the study's target before it measures anything.
+``search.n_trials`` counts the study's finished trials, so a re-run resumes with what is
+left and never redoes a finished trial; a trial whose worker died (no heartbeat for
+``grace_period_s``) is failed and queued again with the same parameters for any live worker.
+
+Per trial: the space suggests a candidate; the analytic cost model rejects candidates
+outside the parameter range, embedding share or memory budget without building them
+(pruned, marked infeasible); the quality proxy runs (its intermediate values may prune
+the trial); the profiler measures it on the target. Constraints go to Optuna with
+``trial.set_constraint`` (Optuna 5's replacement of the deprecated ``constraints_func``),
+so NSGA-II, NSGA-III, TPE and GP samplers all treat infeasible trials as such.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import statistics
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+
+from edgesmith.core.errors import ConfigError, EdgesmithError
+from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
+
+from .config import SearchConfig
+from .cost import estimate_cost
+from .proxies.short_train import ProxyPruned
+from .space import SearchSpace, layer_pattern
+from .storage import ResolvedStorage, fail_stale, resolve_storage
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+CONSTRAINT_KEYS = ("params_min", "params_max", "embedding_share", "memory", "decode_ms", "prefill_ms")
+OBJECTIVE_SOURCE = {"decode_ms": "decode_ms_per_token", "peak_rss_mb": "peak_rss_mb", "prefill_ms": "prefill_ms"}
+
+
+class InfeasibleSpaceError(EdgesmithError):
+    """Too many trials violated the constraints and none satisfied them."""
+
+
+class FingerprintMismatchError(EdgesmithError):
+    """This worker's device differs from the study's target device."""
+
+
+class TrialFailed(RuntimeError):
+    """A trial's measurement or proxy raised; the study records it and goes on."""
+
+
+class SearchFailedError(EdgesmithError):
+    """Too many trials failed (the profiler or proxy raised)."""
+
+
+@dataclass
+class SearchResult:
+    """What a worker leaves behind: counts, the chosen trial and the files written."""
+
+    study_name: str
+    storage_url: str
+    run_dir: Path
+    states: dict[str, int]
+    chosen: dict[str, Any] | None = None
+    chosen_dir: Path | None = None
+    model_yaml: Path | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    spearman: dict[str, float | None] = field(default_factory=dict)
+    trials_run_here: list[int] = field(default_factory=list)
+
+
+def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The configured sampler (``search.sampler`` and ``search.sampler_options``)."""
+    options = dict(cfg.sampler_options)
+    factories = {
+        "nsga2": optuna.samplers.NSGAIISampler,
+        "nsga3": optuna.samplers.NSGAIIISampler,
+        "tpe": optuna.samplers.TPESampler,
+        "random": optuna.samplers.RandomSampler,
+        "gp": optuna.samplers.GPSampler,
+    }
+    try:
+        return factories[cfg.sampler](seed=seed, **options)
+    except TypeError as exc:
+        raise ConfigError("search.sampler_options", options, f"keyword arguments of {cfg.sampler}'s sampler",
+                          detail=str(exc)) from exc
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _relative(value: float, limit: float | None) -> float:
+    """Constraint value: > 0 when ``value`` exceeds ``limit``, scaled by the limit."""
+    if limit is None:
+        return 0.0
+    return (value - limit) / max(abs(limit), 1e-12)
+
+
+def check_fingerprint(study: optuna.Study, mine: dict[str, Any], cfg: SearchConfig) -> None:
+    """Records the target fingerprint on first use; refuses a worker whose device differs."""
+    target = study.user_attrs.get("target_fingerprint")
+    if target is None:
+        study.set_user_attr("target_fingerprint", mine)
+        return
+    if not cfg.workers.check_fingerprint:
+        return
+    diffs = [f"{k}: study target {target.get(k)!r}, this worker {mine.get(k)!r}"
+             for k in cfg.workers.fingerprint_keys if target.get(k) != mine.get(k)]
+    if diffs:
+        raise FingerprintMismatchError(
+            f"this worker's device does not match the target of study '{study.study_name}' "
+            f"({'; '.join(diffs)}); run it on the target device, use another search.study_name, or "
+            "set search.workers.check_fingerprint=false to measure here anyway")
+
+
+def open_study(cfg: SearchConfig, resolved: ResolvedStorage) -> tuple[optuna.Study, bool]:
+    """Creates the study, or joins it when another worker (or an earlier run) created it."""
+    directions = ["minimize"] * len(cfg.objectives)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.pruning_startup_trials) \
+        if len(directions) == 1 else None
+    try:
+        study = optuna.create_study(study_name=cfg.study_name, storage=resolved.storage, directions=directions,
+                                    sampler=make_sampler(cfg, cfg.seed), pruner=pruner)
+        study.set_user_attr("objectives", list(cfg.objectives))
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        pass
+    # A joining worker needs its own random stream, or it would propose the same candidates.
+    seed = (cfg.seed + zlib.crc32(worker_id().encode())) % 2**31
+    study = optuna.load_study(study_name=cfg.study_name, storage=resolved.storage,
+                              sampler=make_sampler(cfg, seed), pruner=pruner)
+    existing = study.user_attrs.get("objectives")
+    if existing is not None and list(existing) != list(cfg.objectives):
+        raise ConfigError("search.objectives", list(cfg.objectives),
+                          f"the objectives of the existing study '{cfg.study_name}': {existing}")
+    return study, False
+
+
+class Objective:
+    """One trial: sample, reject by analytic cost, proxy (with pruning), measure, constrain."""
+
+    def __init__(self, cfg: SearchConfig, space: SearchSpace, profiler: Any, proxy: Any,
+                 plugins: PluginManager, console: Console):
+        self.cfg, self.space, self.profiler, self.proxy = cfg, space, profiler, proxy
+        self.plugins, self.console = plugins, console
+        opts = getattr(profiler, "config", None)
+        self.context = int(getattr(opts, "decode_context", 1024))
+        self.dtype_bytes = DTYPE_BYTES.get(getattr(opts, "dtype", "bfloat16"), 2)
+        self.worker = worker_id()
+        self.ran: list[int] = []
+
+    def _prune_rule(self, trial: optuna.Trial, step: int, value: float) -> bool:
+        """Median rule on the proxy curve, usable in multi-objective studies (Optuna's pruners are not)."""
+        if len(self.cfg.objectives) == 1:
+            trial.report(value, step)
+            return trial.should_prune()
+        if not self.cfg.pruning:
+            return False
+        others = [t.user_attrs["proxy_curve"][str(step)]
+                  for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if str(step) in t.user_attrs.get("proxy_curve", {})]
+        return len(others) >= self.cfg.pruning_startup_trials and value > statistics.median(others)
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        self.ran.append(trial.number)
+        trial.set_user_attr("worker", self.worker)
+        try:
+            return self._evaluate(trial)
+        except (optuna.TrialPruned, ConfigError):
+            raise  # pruned, or a config mistake the user must fix: not a failed measurement
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            trial.set_user_attr("error", message[-2000:])
+            self.console.print(f"trial {trial.number}: [red]failed[/red] ({message[:300]})", highlight=False)
+            raise TrialFailed(message) from exc
+
+    def _evaluate(self, trial: optuna.Trial) -> list[float]:
+        c = self.cfg.constraints
+        model_config = self.space.sample(trial)
+        trial.set_user_attr("model_config", model_config)
+        trial.set_user_attr("pattern", layer_pattern(model_config))
+        try:
+            est = estimate_cost(model_config, self.context, 1, self.dtype_bytes, self.plugins)
+        except ConfigError as exc:  # an operator refused its options at these dims
+            self._infeasible(trial, {}, [f"invalid candidate: {exc}"])
+        trial.set_user_attr("estimate", est.to_dict())
+        values = {
+            "params_min": _relative(c.min_params, est.params) if c.min_params else 0.0,
+            "params_max": _relative(est.params, c.max_params),
+            "embedding_share": _relative(est.embedding_share, c.max_embedding_share),
+            "memory": _relative(est.memory_mb, c.peak_memory_mb),
+        }
+        reasons = []
+        if values["params_min"] > 0:
+            reasons.append(f"params {est.params:,} below constraints.min_params")
+        if values["params_max"] > 0:
+            reasons.append(f"params {est.params:,} above constraints.max_params")
+        if values["embedding_share"] > 0:
+            reasons.append(f"embedding share {est.embedding_share:.2f} above constraints.max_embedding_share")
+        if values["memory"] > 0:
+            reasons.append(f"estimated weights+state {est.memory_mb:.0f} MB above constraints.peak_memory_mb")
+        if reasons:
+            self._infeasible(trial, values, reasons)
+
+        curve: dict[str, float] = {}
+
+        def report(value: float, step: int) -> bool:
+            curve[str(step)] = float(value)
+            trial.set_user_attr("proxy_curve", dict(curve))
+            return self._prune_rule(trial, step, value)
+
+        try:
+            proxy_value = float(self.proxy.evaluate(model_config, report=report))
+        except ProxyPruned as exc:
+            trial.set_user_attr("pruned", str(exc))
+            raise optuna.TrialPruned(str(exc)) from exc
+        trial.set_user_attr("proxy", proxy_value)
+        profile = {}
+        if any(o != "proxy" for o in self.cfg.objectives) or c.peak_memory_mb or c.decode_ms or c.prefill_ms:
+            profile = self.profiler.profile(model_config)
+            trial.set_user_attr("profile", profile)
+        measured = {
+            "memory": _relative(profile["peak_rss_mb"], c.peak_memory_mb) if profile else values["memory"],
+            "decode_ms": _relative(profile["decode_ms_per_token"], c.decode_ms) if profile else 0.0,
+            "prefill_ms": _relative(profile["prefill_ms"], c.prefill_ms) if profile else 0.0,
+        }
+        values.update(measured)
+        for key in CONSTRAINT_KEYS:
+            trial.set_constraint(key, values[key])
+        violated = [k for k in CONSTRAINT_KEYS if values[k] > 0]
+        trial.set_user_attr("feasible", not violated)
+        trial.set_user_attr("violations", [f"measured {k} over budget" for k in violated])
+        result = [proxy_value if o == "proxy" else float(profile[OBJECTIVE_SOURCE[o]]) for o in self.cfg.objectives]
+        self.console.print(
+            f"trial {trial.number}: {layer_pattern(model_config)} | params {est.params:,} | "
+            + " | ".join(f"{o}={v:.4g}" for o, v in zip(self.cfg.objectives, result))
+            + ("" if not violated else f" | [yellow]infeasible: {', '.join(violated)}[/yellow]"),
+            highlight=False)
+        return result
+
+    def _infeasible(self, trial: optuna.Trial, values: dict[str, float], reasons: list[str]) -> None:
+        # An invalid candidate has no cost values: it is marked violating through params_max.
+        values = values or {"params_max": 1.0}
+        for key in CONSTRAINT_KEYS:
+            trial.set_constraint(key, max(values.get(key, 0.0), 0.0))
+        trial.set_user_attr("feasible", False)
+        trial.set_user_attr("violations", reasons)
+        self.console.print(f"trial {trial.number}: [yellow]infeasible[/yellow] ({'; '.join(reasons)})",
+                           highlight=False)
+        raise optuna.TrialPruned("infeasible: " + "; ".join(reasons))
+
+
+def _counts(study: optuna.Study) -> Counter:
+    return Counter(t.state.name for t in study.get_trials(deepcopy=False))
+
+
+def _check_infeasible(study: optuna.Study, cfg: SearchConfig) -> None:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    feasible = [t for t in trials if t.user_attrs.get("feasible") is True]
+    infeasible = [t for t in trials if t.user_attrs.get("feasible") is False]
+    if feasible or len(infeasible) < cfg.max_infeasible:
+        return
+    reasons = Counter(r.split(" (")[0] for t in infeasible for r in t.user_attrs.get("violations", []))
+    detail = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(6))
+    raise InfeasibleSpaceError(
+        f"the search space looks infeasible: {len(infeasible)} trials of study '{study.study_name}' violated "
+        f"the constraints and none met them (search.max_infeasible={cfg.max_infeasible}). Violations: {detail}. "
+        "Widen search.space or loosen search.constraints.")
+
+
+def _check_failures(study: optuna.Study, cfg: SearchConfig) -> None:
+    failed = [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if "error" in t.user_attrs]
+    if len(failed) >= cfg.max_infeasible:
+        raise SearchFailedError(
+            f"{len(failed)} trials of study '{study.study_name}' failed (search.max_infeasible={cfg.max_infeasible}); "
+            f"last error: {failed[-1].user_attrs['error']}")
+
+
+def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | None = None,
+               proxy_kwargs: dict[str, Any] | None = None, console: Console | None = None,
+               write_outputs: bool = True) -> SearchResult:
+    """Runs (or joins, or resumes) the study until it has ``cfg.n_trials`` finished trials."""
+    from .report import write_outputs as _write
+
+    plugins = plugins or get_plugin_manager()
+    console = console or Console(stderr=True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace(cfg.space, plugins)  # validates operator names before anything runs
+    profiler = plugins.get("profiler", cfg.profiler.name, key="search.profiler.name")(**dict(cfg.profiler.options))
+    proxy_cls = plugins.get("quality_proxy", cfg.proxy.name, key="search.proxy.name")
+    proxy = proxy_cls(**dict(cfg.proxy.options), **(proxy_kwargs or {}))
+    w = cfg.workers
+    resolved = resolve_storage(cfg.storage, run_dir, w.heartbeat_interval_s, w.grace_period_s, w.max_retry)
+    study, created = open_study(cfg, resolved)
+    check_fingerprint(study, profiler.fingerprint(), cfg)
+    objective = Objective(cfg, space, profiler, proxy, plugins, console)
+    done0 = sum(_counts(study)[s] for s in ("COMPLETE", "PRUNED"))
+    console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
+                  f"({'created' if created else f'joined, {done0} finished trials'}); "
+                  f"target {cfg.n_trials} finished trials", highlight=False)
+
+    started = time.time()
+    waited_since: float | None = None
+    while True:
+        fail_stale(study)
+        _check_infeasible(study, cfg)
+        _check_failures(study, cfg)
+        counts = _counts(study)
+        done = counts["COMPLETE"] + counts["PRUNED"]
+        if done >= cfg.n_trials:
+            break
+        if cfg.timeout_s is not None and time.time() - started > cfg.timeout_s:
+            console.print(f"search.timeout_s={cfg.timeout_s} reached with {done} finished trials")
+            break
+        if done + counts["RUNNING"] >= cfg.n_trials and counts["WAITING"] == 0:
+            # Other workers hold the last trials; wait in case one dies and its trial is requeued.
+            waited_since = waited_since or time.time()
+            if time.time() - waited_since > w.wait_timeout_s:
+                console.print("stopped waiting for other workers' running trials "
+                              f"(search.workers.wait_timeout_s={w.wait_timeout_s})")
+                break
+            time.sleep(w.poll_s)
+            continue
+        waited_since = None
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+    result = SearchResult(study_name=cfg.study_name, storage_url=resolved.url, run_dir=run_dir,
+                          states=dict(_counts(study)), trials_run_here=list(objective.ran))
+    if write_outputs:
+        _write(study, cfg, result, console, plugins)
+    return result
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

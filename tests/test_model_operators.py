@@ -1,0 +1,141 @@
+"""Every registered operator (built-in, H2's, third-party): decode equals the full pass,
+padding leaves no trace, gradients match finite differences, and the cost model
+(param_count, state_bytes) matches what the module really holds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from edgesmith.core.configuration import EdgeConfig
+from edgesmith.core.modeling import EdgeForCausalLM
+from edgesmith.core.plugin_manager import get_plugin_manager
+
+OPERATORS = get_plugin_manager().names("operator")
+# small windows so the sliding-window ring buffer wraps within the test sequences
+OPTIONS = {"swa": {"window": 5}}
+
+
+def tiny_config(op: str, **overrides) -> EdgeConfig:
+    layer = {"op": op, **OPTIONS.get(op, {})}
+    fields = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_attention_heads=4,
+                  num_key_value_heads=2, layers=[layer, dict(layer)], eos_token_id=None)
+    fields.update(overrides)
+    return EdgeConfig(**fields)
+
+
+def tiny_model(op: str, **overrides) -> EdgeForCausalLM:
+    torch.manual_seed(0)
+    return EdgeForCausalLM(tiny_config(op, **overrides)).eval()
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_prefill_chunk_and_decode_equal_full_forward(op):
+    model = tiny_model(op)
+    ids = torch.randint(3, 64, (2, 14), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full = model(ids, use_cache=False).logits
+        out = model(ids[:, :5], use_cache=True)  # prefill
+        pieces, cache = [out.logits], out.cache
+        out = model(ids[:, 5:9], cache=cache)  # a chunk continuing from the cache
+        pieces.append(out.logits)
+        for t in range(9, 14):  # token by token, past the swa window
+            out = model(ids[:, t:t + 1], cache=cache)
+            pieces.append(out.logits)
+    assert cache.get_seq_length() == 14
+    assert (torch.cat(pieces, dim=1) - full).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_left_padding_leaves_no_trace(op):
+    """Row 1 is row 0's last 10 tokens after 4 pads: its logits equal the unpadded run, in
+    the full pass and in prefill + decode (padding must not leak into any state)."""
+    model = tiny_model(op)
+    ids = torch.randint(3, 64, (2, 14), generator=torch.Generator().manual_seed(2))
+    ids[1, :4] = 0
+    mask = torch.ones(2, 14, dtype=torch.long)
+    mask[1, :4] = 0
+    with torch.no_grad():
+        alone = model(ids[1:, 4:], use_cache=False).logits[0]
+        padded = model(ids, attention_mask=mask, use_cache=False).logits[1, 4:]
+        out = model(ids[:, :7], attention_mask=mask[:, :7], use_cache=True)
+        pieces = [out.logits[1, 4:]]
+        for t in range(7, 14):
+            out = model(ids[:, t:t + 1], attention_mask=mask[:, :t + 1], cache=out.cache)
+            pieces.append(out.logits[1, -1])
+    assert (padded - alone).abs().max().item() <= 1e-5
+    assert (torch.cat([pieces[0], torch.stack(pieces[1:])]) - alone).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_gradients_match_finite_differences(op):
+    """Analytic gradients of one operator layer (float64, tiny) against central differences,
+    for the input and every parameter."""
+    config = tiny_config(op, hidden_size=8, num_attention_heads=2, num_key_value_heads=1)
+    (cls, options), = config.resolve_operators()[:1]
+    torch.manual_seed(0)
+    layer = cls(config.dims, options).double()
+    for p in layer.parameters():  # off the init values (ones for norms) so every path matters
+        p.data.add_(0.1 * torch.randn_like(p))
+    names = [n for n, _ in layer.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_() for p in layer.parameters())
+    x = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
+
+    def run(x, *flat):
+        return functional_call(layer, dict(zip(names, flat)), (x,))[0]
+
+    # eps and tolerances allow operators whose internals run in float32 on purpose
+    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-4, atol=1e-3, rtol=1e-2, fast_mode=True)
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_param_count_matches_real_parameters(op):
+    config = tiny_config(op)
+    for cls, options in config.resolve_operators():
+        layer = cls(config.dims, options)
+        assert cls.param_count(config.dims, options) == sum(p.numel() for p in layer.parameters())
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_state_bytes_match_the_cache(op):
+    """``state_bytes`` (the search's memory model) equals the bytes the decode state really holds."""
+    model = tiny_model(op)
+    config = model.config
+    (cls, options), = config.resolve_operators()[:1]
+    ids = torch.randint(3, 64, (3, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        cache = model(ids[:, :4], use_cache=True).cache
+        for context in range(4, 13):
+            layer = cache.layers[0]
+            assert layer.nbytes() == cls.state_bytes(config.dims, options, context, batch_size=3, dtype_bytes=4)
+            if context < 12:
+                model(ids[:, context:context + 1], cache=cache)
+
+
+def test_swa_decode_state_stays_within_the_window():
+    model = tiny_model("swa")  # window 5
+    ids = torch.randint(3, 64, (1, 20), generator=torch.Generator().manual_seed(4))
+    sizes = []
+    with torch.no_grad():
+        cache = model(ids[:, :2], use_cache=True).cache
+        for t in range(2, 20):
+            model(ids[:, t:t + 1], cache=cache)
+            sizes.append((cache.layers[0].state["key"].shape[2], cache.layers[0].nbytes()))
+    assert max(s for s, _ in sizes) == 5
+    assert len({b for s, b in sizes if s == 5}) == 1  # flat once the window is full
+    # a long prefill also keeps only the window
+    with torch.no_grad():
+        cache = model(ids, use_cache=True).cache
+    assert cache.layers[0].state["key"].shape[2] == 5
+    assert cache.layers[1].state["slot_pos"].tolist() == [[15, 16, 17, 18, 19]]
+
+
+def test_swa_state_bytes_bounded_by_window_gqa_grows():
+    config = tiny_config("swa")
+    (swa, swa_opts), = config.resolve_operators()[:1]
+    (gqa, gqa_opts), = tiny_config("gqa").resolve_operators()[:1]
+    dims = config.dims
+    assert swa.state_bytes(dims, swa_opts, 5) == swa.state_bytes(dims, swa_opts, 100_000)
+    assert gqa.state_bytes(dims, gqa_opts, 100_000) == 20_000 * gqa.state_bytes(dims, gqa_opts, 5)
+    assert swa.flops_per_token(dims, swa_opts, 100_000) < gqa.flops_per_token(dims, gqa_opts, 100_000)

@@ -1,0 +1,75 @@
+"""RL rewards: verifier, TRL's repetition penalty, tool-call format (TRL's call signature)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgesmith.core.errors import ConfigError
+from edgesmith.core.plugin_manager import get_plugin_manager
+from edgesmith.plugins.rewards.repetition import RepetitionReward
+from edgesmith.plugins.rewards.toolcall_format import ToolCallFormatReward
+from edgesmith.plugins.rewards.verifier import VerifierReward
+from stages_support import LettersEnvironment
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.",
+                                            "parameters": {"type": "object",
+                                                           "properties": {"city": {"type": "string"}}}}}
+
+
+def test_rewards_are_registered():
+    assert {"verifier", "repetition", "toolcall_format"} <= set(get_plugin_manager().names("reward"))
+
+
+def test_verifier_reward_scores_by_task_key_and_watches_the_signal():
+    env = LettersEnvironment()
+    tasks = env.tasks("train", 2)
+    seen = []
+    reward = VerifierReward(environments={"letters": env}, tasks={f"letters:{t.id}": ("letters", t) for t in tasks},
+                            on_score=lambda key, env_name, r: seen.append((key, env_name, r)))
+    keys = [f"letters:{tasks[0].id}", f"letters:{tasks[1].id}", "unknown:key"]
+    out = reward(prompts=["p"] * 3, completions=["aaaa", "abab<|im_end|>", "aaaa"], task_key=keys)
+    assert out == [1.0, 0.5, None]
+    assert [s[2] for s in seen] == [1.0, 0.5] and seen[0][1] == "letters"
+    # conversational completions (lists of messages) work too
+    assert reward(prompts=["p"], completions=[[{"role": "assistant", "content": "bbbb"}]], task_key=keys[:1]) == [0.0]
+
+
+def test_verifier_reward_decodes_ids_with_special_tokens_kept():
+    class Tok:  # the decode TRL skips: keep the markers
+        def batch_decode(self, ids, skip_special_tokens):
+            assert skip_special_tokens is False
+            return ["aa<|im_end|>" for _ in ids]
+
+    env = LettersEnvironment()
+    task = env.tasks("train", 1)[0]
+    reward = VerifierReward(environments={"letters": env}, tasks={"k": ("letters", task)}, tokenizer=Tok())
+    assert reward(prompts=["p"], completions=["zz"], completion_ids=[[1, 2]], task_key=["k"]) == [1.0]
+
+
+def test_repetition_reward_is_trls_ngram_penalty():
+    from trl.rewards import get_repetition_penalty_reward
+
+    ours = RepetitionReward(ngram_size=2, max_penalty=-1.0)
+    ids = [[1, 2, 3, 4], [5, 5, 5, 5, 5], [7, 8, 7, 8, 7, 8]]
+    expected = get_repetition_penalty_reward(ngram_size=2, max_penalty=-1.0)(ids)
+    assert ours(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids) == expected == pytest.approx(
+        [0.0, -0.75, -0.6])
+    # without token ids (outside GRPO) words stand in for tokens
+    text = ours(prompts=[""] * 2, completions=["the cat sat down", "go go go go go"])
+    assert text[0] == 0.0 and text[1] == pytest.approx(-0.75)
+    with pytest.raises(ConfigError, match="max_penalty"):
+        RepetitionReward(max_penalty=0.5)
+
+
+def test_toolcall_format_reward():
+    reward = ToolCallFormatReward()
+    completions = ['<|tool_call_start|>[get_weather(city="Paris")]<|tool_call_end|>',
+                   '<|tool_call_start|>[get_weather(city="Paris"<|tool_call_end|>',
+                   '<|tool_call_start|>[launch_rocket(now=True)]<|tool_call_end|>',
+                   "It is sunny.",
+                   "It is sunny."]
+    tools = [[WEATHER]] * 4 + [None]
+    assert reward(prompts=[""] * 5, completions=completions, tools=tools) == [1.0, -1.0, -1.0, 0.0, None]
+    import json
+
+    assert reward(prompts=[""], completions=completions[:1], tools=[json.dumps([WEATHER])]) == [1.0]

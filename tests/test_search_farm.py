@@ -1,0 +1,116 @@
+"""`edgesmith search` as separate worker processes: the tiny study end to end, two workers on
+one storage, and a worker killed with SIGKILL mid-trial whose trial another worker retries."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from hydra import compose, initialize_config_module
+
+from edgesmith.core.cli import register_stage_schemas
+from edgesmith.core.configuration import EdgeConfig
+from edgesmith.core.plugin_manager import get_plugin_manager
+from edgesmith.core.validation import model_config_from_cfg
+
+
+def edgesmith(*args: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "edgesmith.core.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 170) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def worker_args(storage: str, study: str, run_dir: Path, n_trials: int, tokens: int) -> list[str]:
+    """A quick worker: the short-training proxy as the only objective, no latency profile."""
+    return ["search", "search=tiny", f"search.storage={storage}", f"search.study_name={study}",
+            f"search.n_trials={n_trials}", "search.objectives=[proxy]", "search.plots=false",
+            "search.constraints.peak_memory_mb=null", "search.proxy.name=short_train",
+            f"search.proxy.options={{width:32,tokens:{tokens},seq_len:32,batch_size:4,eval_every:100000}}",
+            "search.corpus_documents=40", "search.pruning_startup_trials=100", f"hydra.run.dir={run_dir}"]
+
+
+def test_tiny_study_end_to_end_and_the_exported_model_config(tmp_path):
+    run_dir = tmp_path / "run"
+    out = finish(edgesmith("search", "search=tiny", "search.n_trials=3", f"hydra.run.dir={run_dir}"))
+    assert "Pareto front of study 'edgesmith-tiny'" in out and "chosen (best_quality)" in out
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
+    done = trials[trials["state"] == "COMPLETE"]
+    assert len(done) >= 1 and (done["decode_ms"] > 0).all() and (done["peak_rss_mb"] > 0).all()
+    for png in ("pareto_front", "optimization_history", "param_importances"):
+        assert (run_dir / f"{png}.png").stat().st_size > 1000
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary["spearman"]) == {"decode_flops_vs_decode_ms", "est_memory_vs_peak_rss"}
+    assert summary["target_fingerprint"]["torch"]
+    chosen = summary["chosen"]
+    # The rule: best proxy value among feasible trials.
+    assert chosen["values"]["proxy"] == done[done["feasible"]]["proxy"].min()
+    config = EdgeConfig.from_pretrained(run_dir / "chosen")
+    assert config.layers == chosen["model_config"]["layers"]
+    # `edgesmith run hydra.searchpath=[file://<run>/conf] model=searched` composes the export.
+    register_stage_schemas(get_plugin_manager())
+    with initialize_config_module("edgesmith.conf", version_base=None):
+        cfg = compose("run", overrides=[f"hydra.searchpath=[file://{run_dir}/conf]", "model=searched"])
+    from_yaml = model_config_from_cfg(cfg.model)
+    assert from_yaml.layers == config.layers and from_yaml.hidden_size == config.hidden_size
+    from_yaml.resolve_operators()
+
+
+def test_two_workers_share_one_journal_study(tmp_path):
+    storage = f"journal://{tmp_path}/farm.log"
+    procs = [edgesmith(*worker_args(storage, "farm", tmp_path / f"w{i}", 8, 1024)) for i in range(2)]
+    outs = [finish(p) for p in procs]
+    study = optuna.load_study(study_name="farm", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "farm.log"))))
+    trials = study.trials
+    numbers = [t.number for t in trials]
+    assert numbers == list(range(len(trials)))  # none lost, none twice
+    finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    # Each worker stops once 8 are finished; a trial both start at the same moment may add one.
+    assert 8 <= len(finished) == len(trials) <= 9
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) == 2, outs  # both processes measured trials of the one study
+    assert all(t.values[0] > 0 for t in trials if t.state.name == "COMPLETE")
+
+
+def test_sigkilled_worker_trial_is_retried_by_another(tmp_path):
+    storage = f"sqlite:///{tmp_path}/farm.db"
+    args = worker_args(storage, "kill", tmp_path / "a", 2, 24576)
+    victim = edgesmith(*args)
+    deadline = time.time() + 150
+    running = None
+    while time.time() < deadline and running is None:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name="kill", storage=storage)
+        except KeyError:
+            continue
+        running = next((t for t in study.trials if t.state.name == "RUNNING"), None)
+    assert running is not None, "the first worker never started a trial"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+
+    # Same command again: it resumes the study and retries the dead worker's trial.
+    out = finish(edgesmith(*args[:-1], f"hydra.run.dir={tmp_path / 'b'}"))
+    study = optuna.load_study(study_name="kill", storage=storage)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[running.number].state.name == "FAIL"
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retries) == 1 and retries[0].state.name == "COMPLETE", out[-2000:]
+    assert retries[0].params == running.params
+    assert retries[0].user_attrs["worker"] != running.user_attrs["worker"]
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]

@@ -1,0 +1,107 @@
+"""On-policy DPO: preference pairs from a jury, the length-normalized DPO round, all-ties."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edgesmith.core.errors import StageError
+from edgesmith.core.pipeline import run_pipeline
+from edgesmith.core.stage import StageContext
+from edgesmith.plugins.judges.jury import Jury, JudgeSpec
+from edgesmith.plugins.stages.dpo import train_dpo
+from edgesmith.plugins.stages.dpo_config import DPOStageConfig
+from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
+from edgesmith.plugins.stages.training import load_model_and_tokenizer
+from stages_support import LettersEnvironment, base_model, register_test_plugins, run_config
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return register_test_plugins()
+
+
+def test_pairs_prefer_the_higher_score_and_include_the_greedy_sample(tmp_path_factory, manager):
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+
+    model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    env = LettersEnvironment(seed=0)
+    tasks = env.tasks("train", 6)
+    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("loop", 1.0), JudgeSpec("length", 0.1)],
+                           "weighted_sum", manager)
+    result = build_preferences(model, tokenizer, [("letters", t) for t in tasks], {"letters": env}, jury,
+                               samples=4, temperature=1.5, max_new_tokens=10, round_index=0, seed=0)
+    assert result.pairs and len(result.pairs) + result.ties == len(tasks)
+    greedy = generate_completions(model, tokenizer, tasks, n_samples=1, temperature=0.0, max_new_tokens=10)
+    greedy_text = {t.id: g[0].text for t, g in zip(tasks, greedy)}
+    for pair in result.pairs:
+        assert pair.chosen_score > pair.rejected_score
+        assert len(pair.candidates) == 5
+        assert pair.chosen_score == max(c.score for c in pair.candidates)
+        assert pair.rejected_score == min(c.score for c in pair.candidates)
+        marked = [c for c in pair.candidates if c.greedy]
+        assert len(marked) == 1 and marked[0].text == greedy_text[pair.task_id]
+
+
+def _margin(model, tokenizer, prompt: str, chosen: str, rejected: str) -> float:
+    """log p(chosen | prompt) - log p(rejected | prompt), per token (what sigmoid_norm compares)."""
+    def avg_logp(completion: str) -> float:
+        p_ids = tokenizer(prompt)["input_ids"]
+        ids = tokenizer(prompt + completion)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].float()
+        logp = torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+        return float(logp[len(p_ids) - 1:].mean())
+    return avg_logp(chosen) - avg_logp(rejected)
+
+
+def test_a_dpo_round_raises_the_chosen_over_rejected_margin(tmp_path, tmp_path_factory, manager):
+    source = base_model(tmp_path_factory)
+    model, tokenizer = load_model_and_tokenizer(source)
+    env = LettersEnvironment(seed=0)
+    pairs = [PreferencePair(round=0, environment="letters", task_id=t.id, prompt=prompt_text(tokenizer, t),
+                            chosen="a a a a<|im_end|>", rejected="the cat sat<|im_end|>",
+                            chosen_score=1.0, rejected_score=0.0) for t in env.tasks("train", 8)]
+    before = sum(_margin(model, tokenizer, p.prompt, p.chosen, p.rejected) for p in pairs) / len(pairs)
+    options = DPOStageConfig(batch_size=4, steps_per_round=6, learning_rate=5e-3, beta=0.5, max_length=128)
+    ctx = StageContext("dpo", config=None, options=options, out_dir=tmp_path, artifacts={}, plugins=manager)
+    trained, facts = train_dpo(ctx, source, pairs, options, tmp_path / "round_0", phase="round 0")
+    assert facts["steps"] == 6
+    model, _ = load_model_and_tokenizer(trained)
+    after = sum(_margin(model, tokenizer, p.prompt, p.chosen, p.rejected) for p in pairs) / len(pairs)
+    assert after > before + 0.05, (before, after)
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in logged)
+
+
+def test_sigmoid_norm_is_the_default_and_trl_knows_it():
+    from trl import DPOConfig
+
+    assert DPOStageConfig().loss_type == "sigmoid_norm"
+    assert DPOConfig(output_dir="/tmp/unused", loss_type=["sigmoid_norm"], bf16=False).loss_type == ["sigmoid_norm"]
+
+
+def test_all_ties_is_a_clear_error(tmp_path, tmp_path_factory, manager):
+    # The untrained model never says the code: the verifier scores every candidate 0.
+    cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
+                     dpo={"environments": ["never"], "judges": [{"name": "verifier", "weight": 1.0}]})
+    with pytest.raises(StageError, match="tie") as info:
+        run_pipeline(cfg, tmp_path / "run", manager)
+    assert "dpo.temperature" in str(info.value)
+    assert (tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl").read_text() == ""
+
+
+def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manager):
+    cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
+                     dpo={"rounds": 2, "prompts_per_environment": 3})
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    assert artifacts["dpo"].path.endswith("round_1/model")
+    ids = [{json.loads(l)["task_id"] for l in (tmp_path / "run" / "dpo" / f"round_{r}" / "pairs.jsonl")
+            .read_text().splitlines()} for r in (0, 1)]
+    assert not ids[0] & ids[1]  # each round draws fresh prompts
+    history = artifacts["dpo"].metadata["history"]
+    assert [h["round"] for h in history] == [0, 1] and all("loop_rate" in h for h in history)

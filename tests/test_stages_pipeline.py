@@ -1,0 +1,103 @@
+"""The post-training stages in a pipeline: artifacts, inputs, init_from, resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edgesmith.core.errors import StageError
+from edgesmith.core.pipeline import run_pipeline
+from edgesmith.plugins.stages import training
+from stages_support import base_model, register_test_plugins, run_config
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def manager():
+    return register_test_plugins()
+
+
+def _is_model_dir(path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    training.register_model_classes()
+    AutoTokenizer.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+def test_every_stage_produces_a_model_artifact(tmp_path, manager):
+    cfg = run_config(tmp_path, ["pretrain", "sft", "dpo", "rl"])
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    assert list(artifacts) == ["pretrain", "sft", "dpo", "rl"]
+    for name, artifact in artifacts.items():
+        assert artifact.kind == "model", name
+        model = _is_model_dir(artifact.path)
+        assert model.config.vocab_size == 300
+        assert (tmp_path / "run" / name / "metrics.jsonl").is_file()
+    # each stage started from its predecessor's model
+    assert artifacts["sft"].metadata["source"] == artifacts["pretrain"].path
+    # the pretrain tokenizer was trained with the architecture's vocab size and travels along
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(artifacts["rl"].path)) <= 300
+    pairs = (tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl").read_text().splitlines()
+    assert all({"chosen_score", "rejected_score", "candidates"} <= set(json.loads(p)) for p in pairs)
+
+
+def test_wrong_kind_of_input_is_a_clear_error(tmp_path, manager):
+    cfg = run_config(tmp_path, ["study_maker", "sft"])
+    with pytest.raises(StageError) as info:
+        run_pipeline(cfg, tmp_path / "run", manager)
+    message = str(info.value)
+    assert "sft" in message and "'model'" in message and "study_maker gave 'study'" in message
+
+
+def test_missing_input_names_init_from(tmp_path, manager):
+    with pytest.raises(StageError, match="init_from"):
+        run_pipeline(run_config(tmp_path, ["dpo"]), tmp_path / "run", manager)
+
+
+def test_init_from_any_transformers_causal_lm(tmp_path, manager, tmp_path_factory):
+    """sft starts from a Llama checkpoint (not edgesmith's model) given as init_from."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model(tmp_path_factory))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id))
+    llama.save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+    cfg = run_config(tmp_path, ["sft"], init_from=str(tmp_path / "llama"))
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    model = _is_model_dir(artifacts["sft"].path)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert not torch.equal(model.model.embed_tokens.weight, llama.model.embed_tokens.weight)  # it trained
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_path_factory, monkeypatch):
+    cfg = run_config(tmp_path, ["sft"], init_from=str(base_model(tmp_path_factory)),
+                     sft={"max_steps": 4, "save_steps": 2})
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_first_save(self, args, state, control, **kwargs):
+        raise Interrupted(f"killed after saving step {state.global_step}")
+
+    monkeypatch.setattr(training.StageCallback, "on_save", stop_after_first_save, raising=False)
+    with pytest.raises(StageError, match="killed after saving step 2"):
+        run_pipeline(cfg, tmp_path / "run", manager)
+    assert (tmp_path / "run" / "sft" / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "run" / "sft" / "model").exists()
+    monkeypatch.undo()
+
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    records = [json.loads(line) for line in (tmp_path / "run" / "sft" / "metrics.jsonl").read_text().splitlines()]
+    resumes = [r for r in records if r.get("event") == "resume"]
+    assert len(resumes) == 1 and resumes[0]["resumed_from"].endswith("checkpoint-2")
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == [1, 2, 3, 4]  # steps 1-2 before the interruption, 3-4 after: none repeated
+    assert training.is_finished_model_dir(artifacts["sft"].path)
