@@ -182,6 +182,10 @@ def test_checker_accepts_json_schema_tools_and_rejects_malformed_expectations():
     with pytest.raises(ValueError, match="one key"):
         check_calls([], [{"g": {}, "h": {}}], [tool])
     assert normalize_string("April 1, 2024") == normalize_string("april 1 2024") == "april12024"
+    # BFCL normalizes before comparing, so "." equals the "" that marks an optional string
+    s_tool = {"name": "h", "parameters": {"type": "dict", "properties": {"s": {"type": "string"}}, "required": []}}
+    assert check_calls([ToolCall("h", {"s": "."})], [{"h": {"s": [""]}}], [s_tool]) == (True, "")
+    assert not check_calls([ToolCall("h", {"s": "a"})], [{"h": {"s": [""]}}], [s_tool])[0]
 
 
 def test_prompts_carry_the_tools_as_json_schema_in_our_template(env):

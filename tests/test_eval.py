@@ -78,6 +78,10 @@ def test_a_model_that_repeats_one_token_loops_every_time(models, tmp_path):
         assert m["loops"] == n and m["loop_rate"] == 1.0 and m["finished_rate"] == 0.0
         assert m["loop_rate_ci95"][0] == pytest.approx(n / (n + 1.959963984540054 ** 2))
         assert m["loop_rate_ci95"][1] == 1.0 and m["mean_length"] == 48
+    # with the guard on, the loops are cut short and still counted
+    guarded = evaluate(EvalOptions(envs=["reasoning"], n_prompts=4, samples=0, max_new_tokens=200, loop_guard=True),
+                       root / "looping")["environments"]["reasoning"]["greedy"]
+    assert guarded["loops"] == 4 and guarded["mean_length"] < 100
 
 
 def test_a_model_that_stops_at_once_never_loops(models, tmp_path):

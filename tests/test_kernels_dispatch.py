@@ -147,3 +147,31 @@ def test_triton_where_it_cannot_run_is_a_clear_error():
     assert "ERROR: kernel backend 'triton' cannot run" in out
     assert "on 'cpu'" in out and "TRITON_INTERPRET=1" in out and "backend='torch'" in out
     assert "LATE: kernel backend 'triton' cannot run" in out and "set it before importing" in out
+
+
+_NO_TRITON = textwrap.dedent("""
+    import sys
+    sys.modules["triton"] = None        # an install where `import triton` fails
+    import torch
+    from edgesmith.kernels.backend import KernelBackendError
+    from edgesmith.kernels.gated_delta import ops as gd
+    from edgesmith.kernels.linear_attn import ops as la
+    from edgesmith.kernels.short_conv import ops as sc
+    from edgesmith.kernels.swa import ops as sw
+    q = torch.randn(1, 6, 2, 4)
+    gd.chunk_gated_delta_rule(q, q, q, q[..., 0] * 0, q[..., 0] * 0 + 0.5)
+    la.chunk_linear_attn(q, q, q)
+    sc.causal_conv1d(torch.randn(1, 4, 5), torch.randn(4, 3))
+    sw.sliding_window_attention(q, q, q, 2)
+    try:
+        sc.causal_conv1d(torch.randn(1, 4, 5), torch.randn(4, 3), backend="triton")
+    except KernelBackendError as exc:
+        print("ERROR:", exc)
+""")
+
+
+def test_package_imports_and_runs_without_a_working_triton():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", _NO_TRITON], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ERROR: kernel backend 'triton' cannot run this call: triton cannot be imported" in proc.stdout

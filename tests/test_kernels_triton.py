@@ -196,7 +196,7 @@ def test_linear_attn_forward_backward(dtype, with_state):
 
 
 def test_linear_attn_prefill_then_decode():
-    B, T, H, K, V, prefill = 2, 23, 2, 16, 16, 19
+    B, T, H, K, V, prefill = 2, 23, 2, 32, 80, 19      # V = 80: two value blocks, the last ragged
     gen = torch.Generator().manual_seed(4)
     q, k, v = (t.to(DEVICE) for t in _linear_attn_inputs(B, T, H, K, V, gen))
     want, want_final = la_ref.recurrent_linear_attn(q, k, v)
@@ -251,8 +251,9 @@ def test_gated_delta_forward_backward(dtype, with_state):
 
 
 def test_gated_delta_default_chunk_of_64():
-    # two chunks of 64 with a ragged tail: the full-size triangular solve and tiles
-    B, T, H, K, V = 1, 70, 1, 32, 16
+    # two chunks of 64 with a ragged tail (the blocked triangular inverse at full size) and
+    # V = 80: several value blocks in every kernel, the last one ragged
+    B, T, H, K, V = 1, 70, 1, 32, 80
     gen = torch.Generator().manual_seed(6)
     (q, k, v, g, beta), (rq, rk, rv, rg, rbeta) = leaves(_gated_delta_inputs(B, T, H, K, V, gen), torch.float32)
     o, final = gd_ops.chunk_gated_delta_rule(q, k, v, g, beta, backend="triton")

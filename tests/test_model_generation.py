@@ -20,14 +20,16 @@ HYBRID = [{"op": "short_conv"}, {"op": "gqa"}, {"op": "swa", "window": 4}, {"op"
 def model_with(layers, **overrides) -> EdgeForCausalLM:
     torch.manual_seed(0)
     fields = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_attention_heads=4,
-                  num_key_value_heads=2, layers=layers, eos_token_id=None, pad_token_id=0)
+                  num_key_value_heads=2, layers=layers, eos_token_id=None, pad_token_id=0,
+                  initializer_range=0.2)  # weights large enough that a leak shows in the logits
     fields.update(overrides)
     return EdgeForCausalLM(EdgeConfig(**fields)).eval()
 
 
-def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(prompts: list[list[int]], filler: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-pads with an ordinary token (not the pad id, whose zero embedding would hide a leak)."""
     width = max(map(len, prompts))
-    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    ids = torch.tensor([[filler] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     return ids, mask
 
@@ -39,10 +41,14 @@ def test_left_padded_batch_generates_what_each_prompt_generates_alone(op):
     g = torch.Generator().manual_seed(5)
     prompts = [torch.randint(3, 64, (n,), generator=g).tolist() for n in (3, 9, 6)]
     ids, mask = left_pad(prompts)
-    batch = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    kwargs = dict(max_new_tokens=8, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    batch = model.generate(ids, attention_mask=mask, **kwargs)
     for row, prompt in enumerate(prompts):
-        alone = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)
-        assert batch[row, ids.shape[1]:].tolist() == alone[0, len(prompt):].tolist(), f"prompt {row}"
+        alone = model.generate(torch.tensor([prompt]), **kwargs)
+        assert batch.sequences[row, ids.shape[1]:].tolist() == alone.sequences[0, len(prompt):].tolist(), row
+        # the logits too: greedy tokens alone can hide a small leak
+        for step_batch, step_alone in zip(batch.logits, alone.logits):
+            assert (step_batch[row] - step_alone[0]).abs().max() <= 1e-5, f"prompt {row}"
 
 
 def test_generate_with_cache_equals_argmax_without_cache():

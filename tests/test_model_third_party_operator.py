@@ -109,7 +109,7 @@ def test_third_party_operator_decodes_pads_saves_and_loads(ema_registered, tmp_p
     assert (torch.cat(pieces, 1) - full).abs().max() <= 1e-5
 
     prompts = [ids[0, :3].tolist(), ids[1].tolist()]
-    batch_ids = torch.tensor([[0] * 6 + prompts[0], prompts[1]])
+    batch_ids = torch.tensor([[7] * 6 + prompts[0], prompts[1]])  # ordinary tokens under the mask
     mask = torch.tensor([[0] * 6 + [1] * 3, [1] * 9])
     batch = model.generate(batch_ids, attention_mask=mask, max_new_tokens=5, do_sample=False)
     for row, prompt in enumerate(prompts):

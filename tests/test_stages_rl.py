@@ -75,3 +75,35 @@ def test_cold_start_report_only_keeps_training(tmp_path, tmp_path_factory, manag
     assert "letters" not in events[0]["environments"]
     assert artifacts["rl"].path.endswith("phase_0/model") and artifacts["rl"].metadata["steps"] == 2
     assert not (tmp_path / "run" / "rl" / "cold_start_sft").exists()
+
+
+def test_the_python_sandbox_is_a_grpo_tool(tmp_path, tmp_path_factory, manager):
+    from transformers import AutoTokenizer
+
+    from edgesmith.plugins.stages.rl_tools import attach_response_template, sandbox_tool
+
+    env = manager.get("environment", "python")(seed=0)
+    run_python = sandbox_tool(env)
+    assert json.loads(run_python("print(6 * 7)"))["stdout"].strip() == "42"
+    # TRL's tool loop parses the policy's pythonic calls through the tokenizer's response template
+    tokenizer = attach_response_template(AutoTokenizer.from_pretrained(base_model(tmp_path_factory)))
+    task = env.tasks("train", 1)[0]
+    prompt = tokenizer.apply_chat_template(task.messages, tools=[run_python], add_generation_prompt=True,
+                                           tokenize=False)
+    parsed = tokenizer.parse_response('<|tool_call_start|>[run_python(code="print(2 + 2)")]<|tool_call_end|>'
+                                      "<|im_end|>", prefix=prompt)
+    assert parsed["tool_calls"][0]["function"] == {"name": "run_python", "arguments": {"code": "print(2 + 2)"}}
+
+    cfg = run_config(tmp_path, ["rl"], init_from=str(base_model(tmp_path_factory)),
+                     rl={"environments": ["python"], "python_tool": True, "max_steps": 1, "cold_start": "off"})
+    run_pipeline(cfg, tmp_path / "run", manager)
+    logged = [json.loads(l) for l in (tmp_path / "run" / "rl" / "metrics.jsonl").read_text().splitlines()]
+    assert any("tools/call_frequency" in r for r in logged)  # GRPO ran with the tool attached
+
+
+def test_python_tool_needs_the_python_environment_alone():
+    from edgesmith.core.errors import ConfigError
+    from edgesmith.plugins.stages.rl_config import RLStageConfig
+
+    with pytest.raises(ConfigError, match="rl.environments=\\[python\\]"):
+        RLStageConfig(environments=["python", "toolcall"], python_tool=True)

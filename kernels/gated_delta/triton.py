@@ -37,11 +37,15 @@ import triton.language as tl
 from ..triton_common import INTERPRETED, mm
 
 MAX_HEAD_DIM = 256
+# The triangular inverse is the numerically delicate step: three TF32 passes give float32
+# accuracy on tensor cores (plain TF32 keeps only 10 mantissa bits).
+INVERSE_PRECISION = "tf32x3"
 
 
 @triton.jit
 def _prepare_kernel(k_ptr, v_ptr, g_ptr, beta_ptr, gc_ptr, w_ptr, u_ptr, tinv_ptr, T, H, K, V, NC,
-                    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, F32: tl.constexpr):
+                    C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, F32: tl.constexpr,
+                    PRECISION: tl.constexpr):
     pid_c = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // H).to(tl.int64)
@@ -66,13 +70,24 @@ def _prepare_kernel(k_ptr, v_ptr, g_ptr, beta_ptr, gc_ptr, w_ptr, u_ptr, tinv_pt
     strict = rows[None, :] < rows[:, None]
     decay = tl.exp(tl.where(strict, gc[:, None] - gc[None, :], float("-inf")))
     A = beta[:, None] * mm(k, tl.trans(k), F32) * decay
-    # Tinv = (I + A)^-1 by forward substitution: row i = e_i - sum_{j<i} A_ij row_j
+    # Tinv = (I + A)^-1 in two steps, both made of C x C matmuls (tensor cores, not C serial
+    # row updates): (1) forward substitution inside the 16 x 16 diagonal blocks, all blocks
+    # at once: rows with in-block offset i are e_r - A_bd T; (2) with T_bd that block-diagonal
+    # inverse and M = T_bd A_off (strictly block-lower, so M^(C/16) = 0):
+    # (I + A)^-1 = (I + M)^-1 T_bd = (I - M + M^2 - ...) T_bd.
     eye = (rows[:, None] == rows[None, :]).to(tl.float32)
+    same_block = (rows[:, None] // 16) == (rows[None, :] // 16)
+    a_diag = tl.where(same_block, A, 0.0)
+    a_off = tl.where(same_block, 0.0, A)
     tinv = eye
-    for i in range(1, C):
-        a_i = tl.sum(tl.where(rows[:, None] == i, A, 0.0), 0)                 # A[i, :]
-        row = tl.where(rows == i, 1.0, 0.0) - tl.sum(a_i[:, None] * tinv, 0)
-        tinv = tl.where(rows[:, None] == i, row[None, :], tinv)
+    for i in range(1, 16):
+        update = eye - tl.dot(a_diag, tinv, input_precision=PRECISION)
+        tinv = tl.where((rows % 16 == i)[:, None], update, tinv)
+    m = tl.dot(tinv, a_off, input_precision=PRECISION)
+    term = tinv
+    for _ in range(1, C // 16):
+        term = -tl.dot(m, term, input_precision=PRECISION)
+        tinv += term
     tl.store(tinv_ptr + ((b * H + h) * NC + pid_c) * C * C + rows[:, None] * C + rows[None, :], tinv)
 
     x = (beta * tl.exp(gc))[:, None] * k.to(tl.float32)
@@ -179,7 +194,8 @@ def _chunk_grads_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, tinv_ptr, w_ptr, 
                         do_ptr, dq_ptr, dk_ptr, dv_ptr, dg_ptr, dbeta_ptr, T, H, K, V, NC, scale,
                         C: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr):
     # Everything here is float32: the chunk's matrices are small and the gradient through
-    # the triangular inverse is the numerically delicate part.
+    # the triangular inverse is the numerically delicate part. The value dimension is
+    # walked in blocks of BV, accumulating what sums over it, so no (K, V) tile is whole.
     pid_c = tl.program_id(0)
     pid_bh = tl.program_id(1)
     b = (pid_bh // H).to(tl.int64)
@@ -188,44 +204,64 @@ def _chunk_grads_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, tinv_ptr, w_ptr, 
     t = pid_c * C + rows
     tm = t < T
     kk = tl.arange(0, BK)
-    vv = tl.arange(0, BV)
     km = kk < K
-    vm = vv < V
     k_off = b * T * H * K + t[:, None] * (H * K) + h * K + kk[None, :]
-    v_off = b * T * H * V + t[:, None] * (H * V) + h * V + vv[None, :]
     kmask = tm[:, None] & km[None, :]
-    vmask = tm[:, None] & vm[None, :]
     s_off = b * T * H + t * H + h
-    state_off = ((b * H + h) * NC + pid_c) * K * V + kk[:, None] * V + vv[None, :]
-    smask = km[:, None] & vm[None, :]
 
     qs = tl.load(q_ptr + k_off, mask=kmask, other=0.0).to(tl.float32) * scale
     k = tl.load(k_ptr + k_off, mask=kmask, other=0.0).to(tl.float32)
-    v = tl.load(v_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
     w = tl.load(w_ptr + k_off, mask=kmask, other=0.0).to(tl.float32)
-    u_tilde = tl.load(u_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
-    du = tl.load(du_ptr + v_off, mask=vmask, other=0.0)
-    do = tl.load(do_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
     gc = tl.load(gc_ptr + s_off, mask=tm, other=0.0)
     beta = tl.load(beta_ptr + s_off, mask=tm, other=0.0).to(tl.float32)
-    s0 = tl.load(hs_ptr + state_off, mask=smask, other=0.0).to(tl.float32)
-    dsc = tl.load(dhs_ptr + state_off, mask=smask, other=0.0).to(tl.float32)
     tinv = tl.load(tinv_ptr + ((b * H + h) * NC + pid_c) * C * C + rows[:, None] * C + rows[None, :])
     last = tl.minimum(T - pid_c * C, C) - 1
     g_last = tl.load(gc_ptr + b * T * H + (pid_c * C + last) * H + h)
-
     causal = rows[None, :] <= rows[:, None]
     strict = rows[None, :] < rows[:, None]
     decay = tl.exp(tl.where(causal, gc[:, None] - gc[None, :], float("-inf")))
     e_g = tl.exp(gc)
     e_end = tl.exp(g_last - gc)
-    u = u_tilde - tl.dot(w, s0)
+
+    do_s0 = tl.zeros((C, BK), dtype=tl.float32)     # dO S0^T
+    u_ds = tl.zeros((C, BK), dtype=tl.float32)      # U dS_C^T: row j is dS_C u_j
+    dw = tl.zeros((C, BK), dtype=tl.float32)        # dW = -dU S0^T
+    dp = tl.zeros((C, C), dtype=tl.float32)         # dO U^T
+    dtinv = tl.zeros((C, C), dtype=tl.float32)      # dU Y^T (the dW X^T part is added below)
+    dbeta = tl.zeros((C,), dtype=tl.float32)
+    s0_dsc = tl.zeros((C,), dtype=tl.float32)       # <S0, dS_C>, kept as a vector, summed at the end
+    state_base = ((b * H + h) * NC + pid_c) * K * V
+    for v0 in range(0, V, BV):
+        vv = v0 + tl.arange(0, BV)
+        vm = vv < V
+        v_off = b * T * H * V + t[:, None] * (H * V) + h * V + vv[None, :]
+        vmask = tm[:, None] & vm[None, :]
+        smask = km[:, None] & vm[None, :]
+        state_off = state_base + kk[:, None] * V + vv[None, :]
+        v = tl.load(v_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
+        u_tilde = tl.load(u_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
+        du = tl.load(du_ptr + v_off, mask=vmask, other=0.0)
+        do = tl.load(do_ptr + v_off, mask=vmask, other=0.0).to(tl.float32)
+        s0 = tl.load(hs_ptr + state_off, mask=smask, other=0.0).to(tl.float32)
+        dsc = tl.load(dhs_ptr + state_off, mask=smask, other=0.0).to(tl.float32)
+        u = u_tilde - tl.dot(w, s0)
+        do_s0 += tl.dot(do, tl.trans(s0))
+        dp += tl.dot(do, tl.trans(u))
+        u_ds += tl.dot(u, tl.trans(dsc))
+        s0_dsc += tl.where(rows == 0, tl.sum(tl.sum(s0 * dsc, 1), 0), 0.0)
+        dw -= tl.dot(du, tl.trans(s0))
+        # U~ = Tinv Y with Y = diag(beta) V
+        y = beta[:, None] * v
+        dtinv += tl.dot(du, tl.trans(y))
+        dy = tl.dot(tl.trans(tinv), du)
+        dbeta += tl.sum(dy * v, 1)
+        tl.store(dv_ptr + v_off, (beta[:, None] * dy).to(dv_ptr.dtype.element_ty), mask=vmask)
 
     # O = diag(e^c) Qs S0 + P U, with P = (Qs K^T) * decay
-    dqs = tl.dot(do, tl.trans(s0)) * e_g[:, None]
+    dqs = do_s0 * e_g[:, None]
     dgam = tl.sum(dqs * qs, 1)
     p = tl.dot(qs, tl.trans(k)) * decay
-    dp = tl.where(causal, tl.dot(do, tl.trans(u)), 0.0)
+    dp = tl.where(causal, dp, 0.0)
     dpd = dp * decay
     dqs += tl.dot(dpd, k)
     dk = tl.dot(tl.trans(dpd), qs)
@@ -233,23 +269,18 @@ def _chunk_grads_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, tinv_ptr, w_ptr, 
     dgam += tl.sum(dpp, 1) - tl.sum(dpp, 0)
 
     # S_C = e^{c_C} S0 + (diag(e^{c_C - c}) K)^T U
-    u_ds = tl.dot(u, tl.trans(dsc))                          # (C, K): dS_C u_j per row
     dk += u_ds * e_end[:, None]
     t_j = tl.sum(k * u_ds, 1) * e_end
     dgam -= t_j
-    d_last = tl.exp(g_last) * tl.sum(tl.sum(s0 * dsc, 1), 0) + tl.sum(t_j, 0)
+    d_last = tl.exp(g_last) * tl.sum(s0_dsc, 0) + tl.sum(t_j, 0)
     dgam += tl.where(rows == last, d_last, 0.0)
 
-    # U = U~ - W S0 with W = Tinv X, U~ = Tinv Y, X = diag(beta e^c) K, Y = diag(beta) V
-    dw = -tl.dot(du, tl.trans(s0))
+    # W = Tinv X with X = diag(beta e^c) K
     x = (beta * e_g)[:, None] * k
-    y = beta[:, None] * v
-    dtinv = tl.dot(dw, tl.trans(x)) + tl.dot(du, tl.trans(y))
+    dtinv += tl.dot(dw, tl.trans(x))
     dx = tl.dot(tl.trans(tinv), dw)
-    dy = tl.dot(tl.trans(tinv), du)
-    dv = beta[:, None] * dy
     dx_k = tl.sum(dx * k, 1)
-    dbeta = tl.sum(dy * v, 1) + e_g * dx_k
+    dbeta += e_g * dx_k
     dk += (beta * e_g)[:, None] * dx
     dgam += beta * e_g * dx_k
 
@@ -272,7 +303,6 @@ def _chunk_grads_kernel(q_ptr, k_ptr, v_ptr, gc_ptr, beta_ptr, tinv_ptr, w_ptr, 
 
     tl.store(dq_ptr + k_off, (dqs * scale).to(dq_ptr.dtype.element_ty), mask=kmask)
     tl.store(dk_ptr + k_off, dk.to(dk_ptr.dtype.element_ty), mask=kmask)
-    tl.store(dv_ptr + v_off, dv.to(dv_ptr.dtype.element_ty), mask=vmask)
     tl.store(dg_ptr + s_off, dg.to(dg_ptr.dtype.element_ty), mask=tm)
     tl.store(dbeta_ptr + s_off, dbeta.to(dbeta_ptr.dtype.element_ty), mask=tm)
 
@@ -305,7 +335,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         u = torch.empty_like(v)
         tinv = torch.empty(B, H, NC, C, C, dtype=torch.float32, device=dev)
         _prepare_kernel[(NC, B * H)](k, v, g, beta, gc, w, u, tinv, T, H, K, V, NC,
-                                     C=C, BK=BK, BV=BVF, F32=INTERPRETED)
+                                     C=C, BK=BK, BV=BVF, F32=INTERPRETED, PRECISION=INVERSE_PRECISION)
         o = torch.empty_like(v)
         hs = torch.empty(B, H, NC, K, V, dtype=k.dtype, device=dev)
         final = torch.empty(B, H, K, V, dtype=torch.float32, device=dev)
@@ -338,7 +368,7 @@ class ChunkGatedDeltaRuleFunction(torch.autograd.Function):
         dbeta = torch.empty(B, T, H, dtype=torch.float32, device=dev)
         _chunk_grads_kernel[(NC, B * H)](q, k, v, gc, beta, tinv, w, u, hs, dhs, du, do,
                                          dq, dk, dv, dg, dbeta, T, H, K, V, NC, ctx.scale,
-                                         C=C, BK=BK, BV=BVF, num_warps=8)
+                                         C=C, BK=BK, BV=min(BVF, 64), num_warps=8)
         dinit = None
         if initial_state is not None and ctx.needs_input_grad[6]:
             dinit = ds0.to(initial_state.dtype)

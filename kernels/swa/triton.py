@@ -206,4 +206,5 @@ def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     if q.shape[2] == 0:
         return q.new_empty(q.shape) + 0 * (k.sum() + v.sum())   # keeps the graph connected
-    return SlidingWindowAttnFunction.apply(q, k, v, int(window), scale)
+    # a window past the sequence is plain causal attention; clamping keeps index math in int32
+    return SlidingWindowAttnFunction.apply(q, k, v, min(int(window), q.shape[2]), scale)

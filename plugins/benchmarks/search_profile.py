@@ -39,8 +39,8 @@ class SearchProfileBenchOptions:
 
     runs: int = 3
     profiler: dict[str, Any] = field(default_factory=lambda: {
-        "threads": 2, "dtype": "bfloat16", "prefill_tokens": 256, "decode_context": 512,
-        "decode_tokens": 16, "warmup": 1, "repeats": 5, "max_cv": 0.05, "max_rounds": 3})
+        "threads": 2, "dtype": "bfloat16", "prefill_tokens": 128, "decode_context": 512,
+        "decode_tokens": 8, "warmup": 1, "repeats": 5, "max_cv": 0.05, "max_rounds": 2})
     candidate: dict[str, Any] = field(default_factory=lambda: {
         "vocab_size": 65536, "hidden_size": 1024, "intermediate_size": 4608,
         "num_attention_heads": 16, "num_key_value_heads": 8, "tie_word_embeddings": True,

@@ -99,7 +99,10 @@ class GroupedQueryAttention(TokenMixer):
         empty = torch.zeros(batch_size, self.num_kv_heads, 0, self.head_dim, device=device, dtype=dtype)
         return {"key": empty, "value": empty.clone()}
 
-    def forward(self, hidden_states, state=None, attention_mask=None, position_ids=None):
+    def forward(
+        self, hidden_states: torch.Tensor, state: dict | None = None,
+        attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict | None]:
         B, T, _ = hidden_states.shape
         past = 0 if state is None else state["key"].shape[2]
         if position_ids is None:

@@ -50,7 +50,10 @@ class ShortConv(TokenMixer):
         width = self.options.conv_length - 1
         return {"conv": torch.zeros(batch_size, self.dims.hidden_size, width, device=device, dtype=dtype)}
 
-    def forward(self, hidden_states, state=None, attention_mask=None, position_ids=None):
+    def forward(
+        self, hidden_states: torch.Tensor, state: dict | None = None,
+        attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict | None]:
         T = hidden_states.shape[1]
         b, c, x = self.in_proj(hidden_states).transpose(-1, -2).chunk(3, dim=-2)  # each (B, D, T)
         bx = b * x

@@ -48,7 +48,10 @@ class SlidingWindowAttention(GroupedQueryAttention):
         state["seen"] = 0
         return state
 
-    def forward(self, hidden_states, state=None, attention_mask=None, position_ids=None):
+    def forward(
+        self, hidden_states: torch.Tensor, state: dict | None = None,
+        attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict | None]:
         B, T, _ = hidden_states.shape
         window = self.options.window
         past = 0 if state is None else state["seen"]

@@ -213,9 +213,10 @@ def run_python(code: str, timeout_s: float = 10.0, cpu_s: int = 5, memory_mb: in
     memory_bytes = memory_mb * 1024 * 1024
 
     def preexec() -> None:  # runs in the child between fork and exec: no locks, no imports
-        if cgroup_procs:
-            with open(cgroup_procs, "w") as f:
-                f.write(str(os.getpid()))
+        if cgroup_procs:  # raw fds: no io-module locks in the forked child
+            fd = os.open(cgroup_procs, os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
         if netns:
             _libc.unshare(CLONE_NEWNET)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))

@@ -162,8 +162,17 @@ class RLStage(Stage):
             reward_funcs.append(cls(**dict(term.options), **runtime, **extra))
             weights.append(float(term.weight))
         rows = {"prompt": [], "task_key": [], "tools": []}
+        tools: list = []
+        if options.python_tool:
+            from .rl_tools import attach_response_template, sandbox_tool
+
+            tools = [sandbox_tool(environments["python"])]
+            attach_response_template(tokenizer)
         for key, (_, task) in tasks.items():
-            rows["prompt"].append(strip_added_bos(tokenizer, prompt_text(tokenizer, task)))
+            # With a tool, TRL renders chat prompts itself (with the tool's schema); otherwise each
+            # prompt is rendered here so it keeps its own task's tool list.
+            rows["prompt"].append(list(task.messages) if tools else
+                                  strip_added_bos(tokenizer, prompt_text(tokenizer, task)))
             rows["task_key"].append(key)
             rows["tools"].append(json.dumps(task.tools) if task.tools else "")
         checkpoints = work / "checkpoints"
@@ -178,13 +187,15 @@ class RLStage(Stage):
             beta=options.beta,
             reward_weights=weights,
             remove_unused_columns=False,
+            max_tool_calling_iterations=options.max_tool_calls if tools else None,
         )
         cold = ColdStartCallback(tracker, options.cold_start_check_steps, options.cold_start_flat_share,
                                  options.cold_start_max_reward, stop_on_detection=options.cold_start == "auto",
                                  on_detect=detected)
         callbacks = [StageCallback(ctx, work.name), *([cold] if check else [])]
         trainer = GRPOTrainer(model=model, reward_funcs=reward_funcs, args=args, train_dataset=Dataset.from_dict(rows),
-                              processing_class=tokenizer, callbacks=callbacks)
+                              processing_class=tokenizer, callbacks=callbacks,
+                              tools=tools or None)
         train_with_resume(trainer, checkpoints, ctx, work.name)
         ctx.log_metrics(phase=work.name, event="signal", signal=tracker.snapshot())
         save_model_dir(trainer.model, tokenizer, final)

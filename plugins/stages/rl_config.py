@@ -39,6 +39,11 @@ class RLStageConfig:
     the stage then builds SFT samples for it (verified samples at
     ``cold_start_temperature``, else the environment's reference solutions), re-runs SFT
     from the current checkpoint and resumes RL.
+
+    ``python_tool``: the ``python`` environment's sandbox becomes a GRPO tool (multi-turn
+    rollouts: the policy's ``run_python`` calls run, their output comes back as a ``tool``
+    message, up to ``max_tool_calls`` times); GRPO renders one tool list for all prompts, so
+    this needs ``environments=[python]``.
     """
 
     environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
@@ -50,6 +55,8 @@ class RLStageConfig:
     temperature: float = 1.0
     max_new_tokens: int = 96
     rewards: list[RewardTermConfig] = field(default_factory=default_rewards)
+    python_tool: bool = False
+    max_tool_calls: int = 2
     learning_rate: float = 2e-5
     beta: float = 0.0
     save_steps: int = 10
@@ -79,5 +86,11 @@ class RLStageConfig:
             raise ConfigError("rl.cold_start", self.cold_start, ", ".join(COLD_START_MODES))
         if not 0 < self.cold_start_flat_share <= 1:
             raise ConfigError("rl.cold_start_flat_share", self.cold_start_flat_share, "a number in (0, 1]")
+        if self.python_tool and list(self.environments) != ["python"]:
+            raise ConfigError("rl.python_tool", True, "only with rl.environments=[python]",
+                              detail=f"got environments {list(self.environments)}; GRPO shows one tool list "
+                                     "to every prompt")
+        if self.max_tool_calls < 1:
+            raise ConfigError("rl.max_tool_calls", self.max_tool_calls, "an integer >= 1")
         if not self.rewards:
             raise ConfigError("rl.rewards", self.rewards, "at least one reward")
