@@ -28,9 +28,12 @@ print("device:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "|
 PYEOF
 
 echo "== correctness on CUDA"
-env -u TRITON_INTERPRET timeout 180 "$PY" -m pytest tests/test_kernels_triton.py -q -x -p no:cacheprovider \
-  --durations=5 2>&1 | tee "$OUT/correctness.log"
+# Most of this step is Triton compiling each kernel variant: spread it over workers if pytest-xdist is there.
+XDIST=""
+if "$PY" -c "import xdist" 2>/dev/null; then XDIST="-n 8"; fi
+env -u TRITON_INTERPRET timeout 200 "$PY" -m pytest tests/test_kernels_triton.py tests/test_kernels_operators.py \
+  -q -x -p no:cacheprovider $XDIST --durations=5 2>&1 | tee "$OUT/correctness.log"
 
 echo "== benchmark"
-env -u TRITON_INTERPRET timeout 290 "$PY" -m edgesmith.plugins.benchmarks.kernels_speed --out "$OUT" 2>&1 \
+env -u TRITON_INTERPRET timeout 270 "$PY" -m edgesmith.plugins.benchmarks.kernels_speed --out "$OUT" 2>&1 \
   | tee "$OUT/benchmark.log"

@@ -29,6 +29,7 @@ from edgesmith.kernels.swa import ops as swa_ops  # noqa: E402
 @pytest.fixture(autouse=True)
 def _restore_default():
     before = kb.get_default_backend()
+    kb.set_default_backend("auto")          # whatever an earlier in-process CLI run left behind
     yield
     kb.set_default_backend(before)
 

@@ -42,7 +42,7 @@ def worker_args(storage: str, study: str, run_dir: Path, n_trials: int, tokens: 
     return ["search", "search=tiny", f"search.storage={storage}", f"search.study_name={study}",
             f"search.n_trials={n_trials}", "search.objectives=[proxy]", "search.plots=false",
             "search.constraints.peak_memory_mb=null", "search.proxy.name=short_train",
-            f"search.proxy.options={{width:32,tokens:{tokens},seq_len:32,batch_size:4,eval_every:100000}}",
+            f"++search.proxy.options={{width:32,tokens:{tokens},seq_len:32,batch_size:4,eval_every:100000}}",
             "search.corpus_documents=40", "search.pruning_startup_trials=100", f"hydra.run.dir={run_dir}"]
 
 
@@ -102,8 +102,10 @@ def test_sigkilled_worker_trial_is_retried_by_another(tmp_path):
             study = optuna.load_study(study_name="kill", storage=storage)
         except KeyError:
             continue
-        running = next((t for t in study.trials if t.state.name == "RUNNING"), None)
+        # Mid-trial: the candidate is sampled and training; heartbeats (every 1 s) are beating.
+        running = next((t for t in study.trials if t.state.name == "RUNNING" and "model_config" in t.user_attrs), None)
     assert running is not None, "the first worker never started a trial"
+    time.sleep(1.5)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
 
@@ -114,7 +116,8 @@ def test_sigkilled_worker_trial_is_retried_by_another(tmp_path):
     assert by_number[running.number].state.name == "FAIL"
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
     assert len(retries) == 1 and retries[0].state.name == "COMPLETE", out[-2000:]
-    assert retries[0].params == running.params
+    killed = by_number[running.number]
+    assert killed.params and retries[0].params == killed.params  # the same candidate, re-measured
     assert retries[0].user_attrs["worker"] != running.user_attrs["worker"]
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
     assert not [t for t in study.trials if t.state.name in ("RUNNING", "WAITING")]

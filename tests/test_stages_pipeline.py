@@ -101,3 +101,73 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_pa
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == [1, 2, 3, 4]  # steps 1-2 before the interruption, 3-4 after: none repeated
     assert training.is_finished_model_dir(artifacts["sft"].path)
+
+
+def test_report_shows_every_stage_and_reuses_the_eval_stage(tmp_path, manager, tmp_path_factory):
+    cfg = run_config(tmp_path, ["sft", "dpo", "eval", "report"], init_from=str(base_model(tmp_path_factory)),
+                     eval={"envs": ["letters"], "n_prompts": 2, "samples": 1, "max_new_tokens": 8})
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    report_dir = tmp_path / "run" / "report"
+    text = (report_dir / "report.md").read_text()
+    assert "| sft | letters | greedy | 2 |" in text and "| dpo | letters | sampled | 2 |" in text
+    assert "## Chosen architecture" in text and "short_conv gqa" in text
+    assert "dpo round 0" in text
+    assert (report_dir / "report.png").stat().st_size > 1000
+    rows = artifacts["report"].metadata["rows"]
+    assert {(r["stage"], r["mode"]) for r in rows} == {(s, m) for s in ("sft", "dpo") for m in ("greedy", "sampled")}
+    assert all(0 <= r["loop_rate_ci95"][0] <= r["loop_rate"] <= r["loop_rate_ci95"][1] for r in rows)
+    # the eval stage already measured dpo's model: the report took its results instead of re-running
+    assert (report_dir / "sft" / "results.json").is_file() and not (report_dir / "dpo").exists()
+
+
+def test_hydra_overrides_reach_the_stage_options(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    out = subprocess.run([sys.executable, "-m", "edgesmith.core.cli", "--cfg", "job", "pipeline.stages=[sft,dpo]",
+                          f"init_from={tmp_path}", "dpo.rounds=3", "rl.temperature=1.0", "rl.cold_start=off"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cfg = yaml.safe_load(out.stdout)
+    assert cfg["pipeline"]["stages"] == ["sft", "dpo"] and cfg["init_from"] == str(tmp_path)
+    assert cfg["dpo"]["rounds"] == 3 and cfg["dpo"]["loss_type"] == "sigmoid_norm"
+    assert cfg["rl"]["temperature"] == 1.0 and cfg["rl"]["cold_start"] == "off"
+
+
+def test_bad_stage_options_are_rejected_before_any_work(tmp_path, manager):
+    from edgesmith.core.errors import ConfigError
+    from edgesmith.core.pipeline import plan_stages
+
+    for section, key, accepted in (({"aggregation": "median"}, "dpo.aggregation", "rank_average"),
+                                   ({"loss_type": "dpo++"}, "dpo.loss_type", "sigmoid_norm"),
+                                   ({"rounds": 0}, "dpo.rounds", ">= 1")):
+        with pytest.raises(ConfigError, match=accepted) as info:
+            plan_stages(run_config(tmp_path, ["dpo"], dpo=section), manager)
+        assert info.value.key == key
+    with pytest.raises(ConfigError, match="rl.cold_start"):
+        plan_stages(run_config(tmp_path, ["rl"], rl={"cold_start": "sometimes"}), manager)
+
+
+def test_pretrain_imports_an_lfm2_checkpoint_instead_of_training(tmp_path, manager, tmp_path_factory):
+    from transformers import AutoTokenizer, Lfm2Config, Lfm2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model(tmp_path_factory))
+    torch.manual_seed(0)
+    lfm2 = Lfm2ForCausalLM(Lfm2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                      full_attn_idxs=[1])).eval()
+    lfm2.save_pretrained(tmp_path / "lfm2")
+    tokenizer.save_pretrained(tmp_path / "lfm2")
+    cfg = run_config(tmp_path, ["pretrain", "sft"], init_from=str(tmp_path / "lfm2"))
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    imported = _is_model_dir(artifacts["pretrain"].path)
+    assert type(imported).__name__ == "EdgeForCausalLM"
+    assert [layer["op"] for layer in imported.config.layers] == ["short_conv", "gqa"]
+    ids = torch.tensor([tokenizer("Write letters 3.")["input_ids"]])
+    with torch.no_grad():  # the converted model computes what the LFM2 checkpoint computes
+        assert torch.allclose(imported(ids).logits, lfm2(ids).logits, atol=1e-4)
+    assert not [r for r in (tmp_path / "run" / "pretrain" / "metrics.jsonl").read_text().splitlines()
+                if '"loss"' in r]  # imported, not trained
+    assert artifacts["sft"].kind == "model"

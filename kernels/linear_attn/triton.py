@@ -131,8 +131,8 @@ def chunk_linear_attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
                       chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Triton version of :func:`edgesmith.kernels.linear_attn.reference.chunk_linear_attn`.
 
-    ``chunk_size`` must be a power of two >= 16 (tensor-core tile); other values fall back
-    to the nearest such size, which gives the same result.
+    The chunk size only changes the work split, not the result; it is rounded to a power
+    of two in [16, 64] (the tile sizes the kernel is built for).
     """
     K = q.shape[-1]
     scale = K ** -0.5 if scale is None else float(scale)

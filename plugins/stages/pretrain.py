@@ -102,7 +102,7 @@ def import_checkpoint(source: Path, destination: Path, ctx: StageContext, option
         from edgesmith.plugins.interop.lfm2 import import_lfm2
 
         converted = destination.with_name("imported_lfm2")
-        import_lfm2(str(source), str(converted))
+        import_lfm2(str(source), str(converted), overwrite=True)
         source = converted
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

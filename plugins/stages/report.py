@@ -94,10 +94,11 @@ def plot(rows: list[dict[str, Any]], stages: list[str], path: Path) -> None:
 
     fig, (ax_loop, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     series = sorted({(r["env"], r["mode"]) for r in rows})
-    for env, mode in series:
+    for k, (env, mode) in enumerate(series):
         points = [next((r for r in rows if r["stage"] == s and r["env"] == env and r["mode"] == mode), None)
                   for s in stages]
-        xs = [i for i, p in enumerate(points) if p]
+        shift = (k - (len(series) - 1) / 2) * 0.04  # side by side, so the intervals stay readable
+        xs = [i + shift for i, p in enumerate(points) if p]
         ps = [p for p in points if p]
         style = "-" if mode == "greedy" else "--"
         err = [[max(0.0, p["loop_rate"] - p["loop_rate_ci95"][0]) for p in ps],

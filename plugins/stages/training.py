@@ -49,7 +49,7 @@ def model_input(ctx: StageContext) -> Path:
     """
     artifact = ctx.latest(MODEL_KIND)
     if artifact is not None:
-        return check_model_dir(artifact.path, f"the model artifact of an earlier stage", ctx.name)
+        return check_model_dir(artifact.path, "the model artifact of an earlier stage", ctx.name)
     init_from = OmegaConf.select(ctx.config, "init_from", default=None)
     if init_from:
         return check_model_dir(init_from, "init_from", ctx.name)
