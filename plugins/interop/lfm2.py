@@ -114,13 +114,27 @@ def lfm2_config_to_edge(cfg: Any) -> EdgeConfig:
     )
 
 
+def _conv_settings(config: EdgeConfig) -> dict[tuple[int, bool], list[int]]:
+    """``(conv_length, bias) -> layer indices`` of the ``short_conv`` layers (validated options)."""
+    from edgesmith.core.plugin_manager import get_plugin_manager
+
+    settings: dict[tuple[int, bool], list[int]] = {}
+    for i, (name, raw) in enumerate(config.operator_specs()):
+        if name == "short_conv":
+            cls = get_plugin_manager().get("operator", name, key=f"model.layers[{i}].op")
+            options = cls.parse_options(raw, config.dims, key=f"model.layers[{i}]")
+            key = (int(options.conv_length), bool(getattr(options, "bias", False)))
+            settings.setdefault(key, []).append(i)
+    return settings
+
+
 def export_problems(config: EdgeConfig) -> list[str]:
     """Why ``config`` cannot be written as LFM2, one line per problem (empty: it can)."""
     from edgesmith.core.plugin_manager import get_plugin_manager
 
     problems: list[str] = []
     plugins = get_plugin_manager()
-    conv_options: dict[tuple[int, bool], list[int]] = {}
+    conv_options = _conv_settings(config)
     for i, (name, raw) in enumerate(config.operator_specs()):
         if name not in EXPORTABLE:
             why = WHY_NOT.get(name, "LFM2 layers are only gated short convolutions and full attention")
@@ -131,9 +145,6 @@ def export_problems(config: EdgeConfig) -> list[str]:
         if name == "gqa" and not getattr(options, "qk_norm", True):
             problems.append(f"layer {i} is gqa with qk_norm=false: LFM2 attention always "
                             "normalizes queries and keys per head")
-        if name == "short_conv":
-            key = (int(options.conv_length), bool(getattr(options, "bias", False)))
-            conv_options.setdefault(key, []).append(i)
     if len(conv_options) > 1:
         groups = "; ".join(f"conv_length={length}, bias={str(bias).lower()} at layers {idx}"
                            for (length, bias), idx in sorted(conv_options.items()))
@@ -158,9 +169,8 @@ def edge_config_to_lfm2(config: EdgeConfig) -> Any:
         raise ExportError("cannot export to LFM2 format (accepted: layers of short_conv and gqa "
                           "only, as in LFM2):\n  - " + "\n  - ".join(problems))
     specs = config.operator_specs()
-    convs = [raw for name, raw in specs if name == "short_conv"]
-    conv_length = int(convs[0].get("conv_length", 3)) if convs else 3
-    conv_bias = bool(convs[0].get("bias", False)) if convs else False
+    # One setting for all conv layers (checked above); a model without convs keeps LFM2's.
+    conv_length, conv_bias = next(iter(_conv_settings(config)), (3, False))
     layer_types = [EXPORTABLE[name] for name, _ in specs]
     return Lfm2Config(
         vocab_size=config.vocab_size,
@@ -282,13 +292,13 @@ def _floating_dtype(tensors: dict[str, torch.Tensor]) -> torch.dtype:
     return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
-def _ensure_empty_dir(dst: Path, overwrite: bool) -> None:
+def _check_dst(dst: Path, overwrite: bool) -> None:
+    """Refuses a destination whose contents would be overwritten (checked before any work)."""
     if dst.exists() and not dst.is_dir():
         raise ConfigError("dst", str(dst), "a directory path (this is a file)")
     if dst.is_dir() and any(dst.iterdir()) and not overwrite:
         raise ConfigError("dst", str(dst), "an empty or new directory",
                           detail="it is not empty; pass overwrite=true to write into it anyway")
-    dst.mkdir(parents=True, exist_ok=True)
 
 
 def import_lfm2(src_dir_or_model: Any, dst_dir: str | Path | None = None, overwrite: bool = False):
@@ -301,6 +311,8 @@ def import_lfm2(src_dir_or_model: Any, dst_dir: str | Path | None = None, overwr
     """
     from edgesmith.core.modeling import EdgeForCausalLM
 
+    if dst_dir is not None:
+        _check_dst(Path(dst_dir), overwrite)
     if isinstance(src_dir_or_model, (str, Path)):
         src = Path(src_dir_or_model)
         if not src.is_dir():
@@ -346,7 +358,7 @@ def import_lfm2(src_dir_or_model: Any, dst_dir: str | Path | None = None, overwr
     model.eval()
     if dst_dir is not None:
         dst = Path(dst_dir)
-        _ensure_empty_dir(dst, overwrite)
+        dst.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(dst)
         if src is not None:
             copy_tokenizer_files(src, dst)
@@ -361,6 +373,7 @@ def export_lfm2(model_or_dir: Any, dst_dir: str | Path, overwrite: bool = False)
     """
     from transformers import Lfm2ForCausalLM
 
+    _check_dst(Path(dst_dir), overwrite)
     src = None
     if isinstance(model_or_dir, (str, Path)):
         src = Path(model_or_dir)
@@ -386,7 +399,7 @@ def export_lfm2(model_or_dir: Any, dst_dir: str | Path, overwrite: bool = False)
     check_tensors({n: t.shape for n, t in state.items() if n != "lm_head.weight" or n in expected},
                   expected, f"of {type(model).__name__}")
     dst = Path(dst_dir)
-    _ensure_empty_dir(dst, overwrite)
+    dst.mkdir(parents=True, exist_ok=True)
     dtype = _floating_dtype(state)
     lfm2_config.dtype = dtype
     # Built on meta and filled with the model's own tensors: no second copy, no random init.
