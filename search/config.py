@@ -110,8 +110,9 @@ class SearchConfig:
     ``journal:///PATH`` (an Optuna journal file), any SQLAlchemy URL
     (``postgresql://...``, ``mysql+pymysql://...``), or ``grpc://HOST:PORT`` (Optuna's
     gRPC storage proxy; needs grpcio). Workers sharing ``storage`` and ``study_name``
-    work on one study. ``n_trials`` counts finished (complete or pruned) trials of the
-    whole study, so a re-run resumes with the remainder. ``corpus_documents`` and
+    work on one study. ``n_trials`` counts evaluated trials of the whole study (measured,
+    or pruned by the proxy; candidates rejected by the analytic cost model are not
+    counted), so a re-run resumes with the remainder. ``corpus_documents`` and
     ``tokenizer_vocab`` (0: UTF-8 bytes) set the text the ``short_train`` proxy trains on
     when the search runs from the command or the stage (the built-in corpus).
     """

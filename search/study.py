@@ -3,8 +3,9 @@
 One call of :func:`run_search` is one worker. Workers started anywhere with the same
 ``search.storage`` and ``search.study_name`` share one study (a device farm); each checks
 that its device fingerprint matches the study's target before it measures anything.
-``search.n_trials`` counts the study's finished trials, so a re-run resumes with what is
-left and never redoes a finished trial; a trial whose worker died (no heartbeat for
+``search.n_trials`` counts the study's evaluated trials (measured, or pruned by the proxy;
+candidates the analytic cost model rejects are not counted), so a re-run resumes with
+what is left and never redoes a finished trial; a trial whose worker died (no heartbeat for
 ``grace_period_s``) is failed and queued again with the same parameters for any live worker.
 
 Per trial: the space suggests a candidate; the analytic cost model rejects candidates
@@ -264,6 +265,17 @@ def _counts(study: optuna.Study) -> Counter:
     return Counter(t.state.name for t in study.get_trials(deepcopy=False))
 
 
+def _evaluated(study: optuna.Study) -> int:
+    """Trials that count toward ``n_trials``: measured (complete) or pruned by the proxy.
+
+    Candidates rejected by the analytic cost model cost milliseconds and are not counted,
+    so ``n_trials`` buys that many real evaluations; ``max_infeasible`` stops a space where
+    nothing is feasible.
+    """
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    return sum(t.state == TrialState.COMPLETE or t.user_attrs.get("feasible") is not False for t in trials)
+
+
 def _check_infeasible(study: optuna.Study, cfg: SearchConfig) -> None:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     feasible = [t for t in trials if t.user_attrs.get("feasible") is True]
@@ -306,7 +318,7 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     study, created = open_study(cfg, resolved)
     check_fingerprint(study, profiler.fingerprint(), cfg)
     objective = Objective(cfg, space, profiler, proxy, plugins, console)
-    done0 = sum(_counts(study)[s] for s in ("COMPLETE", "PRUNED"))
+    done0 = _evaluated(study)
     console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
                   f"({'created' if created else f'joined, {done0} finished trials'}); "
                   f"target {cfg.n_trials} finished trials", highlight=False)
@@ -318,7 +330,7 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
         _check_infeasible(study, cfg)
         _check_failures(study, cfg)
         counts = _counts(study)
-        done = counts["COMPLETE"] + counts["PRUNED"]
+        done = _evaluated(study)
         if done >= cfg.n_trials:
             break
         if cfg.timeout_s is not None and time.time() - started > cfg.timeout_s:

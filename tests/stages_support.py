@@ -8,6 +8,7 @@ reference solution scores), for the cold-start path and the all-ties error.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,17 @@ def run_config(tmp_path: Path, stages: list[str], **sections: Any):
 _BASE: dict[str, Path] = {}
 
 
-def register_test_plugins():
-    """Puts the test environments/stage into the process-wide plugin manager (idempotent)."""
+@contextmanager
+def registered_test_plugins():
+    """The test environments/stage in the process-wide plugin manager, removed afterwards."""
     from edgesmith.core.plugin_manager import get_plugin_manager
 
     manager = get_plugin_manager()
-    if not manager._pm.has_plugin("tests:h7"):
-        manager.register(PLUGINS, name="tests:h7", provider="edgesmith tests (stages_support)")
-    return manager
+    manager.register(PLUGINS, name="tests:h7", provider="edgesmith tests (stages_support)")
+    try:
+        yield manager
+    finally:
+        manager.unregister("tests:h7")
 
 
 def base_model(tmp_path_factory) -> Path:
@@ -133,6 +137,6 @@ def base_model(tmp_path_factory) -> Path:
         from edgesmith.core.pipeline import run_pipeline
 
         root = tmp_path_factory.mktemp("base")
-        artifacts = run_pipeline(run_config(root, ["pretrain"]), root / "run", register_test_plugins())
+        artifacts = run_pipeline(run_config(root, ["pretrain"]), root / "run")
         _BASE["dir"] = Path(artifacts["pretrain"].path)
     return _BASE["dir"]

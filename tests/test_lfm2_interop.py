@@ -77,6 +77,7 @@ def test_import_matches_lfm2_and_export_round_trips(name, tmp_path):
 
 def test_lfm2_350m_layout_parity(tmp_path):
     """The LFM2-350M layout at full shape (vocab 65536 included), on a short sequence."""
+    torch.set_num_threads(2)  # the one heavy test here: use CI's two cores (one_thread restores)
     ref = random_lfm2(
         vocab_size=65536, hidden_size=1024, intermediate_size=6656, num_hidden_layers=16,
         num_attention_heads=16, num_key_value_heads=8, full_attn_idxs=[2, 5, 8, 10, 12, 14],

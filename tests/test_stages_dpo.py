@@ -15,14 +15,15 @@ from edgesmith.plugins.stages.dpo import train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
 from edgesmith.plugins.stages.training import load_model_and_tokenizer
-from stages_support import LettersEnvironment, base_model, register_test_plugins, run_config
+from stages_support import LettersEnvironment, base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def manager():
-    return register_test_plugins()
+    with registered_test_plugins() as registered:
+        yield registered
 
 
 def test_pairs_prefer_the_higher_score_and_include_the_greedy_sample(tmp_path_factory, manager):

@@ -10,14 +10,15 @@ import torch
 from edgesmith.core.errors import StageError
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.plugins.stages import training
-from stages_support import base_model, register_test_plugins, run_config
+from stages_support import base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def manager():
-    return register_test_plugins()
+    with registered_test_plugins() as registered:
+        yield registered
 
 
 def _is_model_dir(path):

@@ -9,14 +9,15 @@ import torch
 
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.plugins.stages.training import load_model_and_tokenizer
-from stages_support import LettersEnvironment, base_model, register_test_plugins, run_config
+from stages_support import LettersEnvironment, base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def manager():
-    return register_test_plugins()
+    with registered_test_plugins() as registered:
+        yield registered
 
 
 def mean_reward(model_dir, n_tasks=8, samples=4) -> float:

@@ -64,6 +64,23 @@ class Driver:
         return out.logits[:, -1, :], new_cache
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set size, in MiB.
+
+    Linux keeps ``ru_maxrss`` across fork and exec, so a child started by a big parent would
+    report the parent's peak; ``VmHWM`` belongs to the process's own address space.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     threads = int(spec["threads"])
     torch.set_num_threads(threads)
@@ -102,8 +119,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             result["decode_tok_s"][str(context)] = steps / (time.perf_counter() - start)
             del cache, logits
     result["rss_after_load_mb"] = rss_after_load / 2**20
-    # ru_maxrss is in KiB on Linux: the high-water mark of this process, i.e. of this model alone.
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     result["num_parameters"] = sum(p.numel() for p in model.parameters())
     return result
 

@@ -57,7 +57,8 @@ def _rows(per_stage: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for env, modes in results["environments"].items():
             for mode, m in modes.items():
                 rows.append({"stage": stage, "env": env, "mode": mode, "n": m["n"], "loop_rate": m["loop_rate"],
-                             "loop_rate_ci95": list(m["loop_rate_ci95"]), "accuracy": m["accuracy"]})
+                             "loop_rate_ci95": list(m["loop_rate_ci95"]), "accuracy": m["accuracy"],
+                             "mean_reward": m.get("mean_reward"), "mean_length": m.get("mean_length")})
     return rows
 
 
@@ -65,11 +66,14 @@ def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any
     lines = [f"# {title}", "", "## Loop rate and accuracy per stage and environment", "",
              "A loop is a generation that hit the token budget with a repeating tail; the interval is "
              "Wilson's 95% score interval.", "",
-             "| stage | env | mode | n | loop rate | loop 95% CI | accuracy |", "|---|---|---|---|---|---|---|"]
+             "| stage | env | mode | n | loop rate | loop 95% CI | accuracy | mean reward | mean length |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         low, high = r["loop_rate_ci95"]
+        reward = f"{r['mean_reward']:.3f}" if r.get("mean_reward") is not None else "-"
+        length = f"{r['mean_length']:.1f}" if r.get("mean_length") is not None else "-"
         lines.append(f"| {r['stage']} | {r['env']} | {r['mode']} | {r['n']} | {r['loop_rate']:.1%} | "
-                     f"[{low:.1%}, {high:.1%}] | {r['accuracy']:.1%} |")
+                     f"[{low:.1%}, {high:.1%}] | {r['accuracy']:.1%} | {reward} | {length} |")
     lines += ["", "## Chosen architecture", ""]
     profile = architecture.pop("profile", None)
     for key, value in architecture.items():
@@ -86,13 +90,13 @@ def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any
 
 
 def plot(rows: list[dict[str, Any]], stages: list[str], path: Path) -> None:
-    """Loop rate (with 95% intervals) and accuracy along the stages, one line per env and mode."""
+    """Loop rate (with 95% intervals), accuracy and mean length along the stages, one line per env and mode."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_loop, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loop, ax_acc, ax_len) = plt.subplots(1, 3, figsize=(15, 4))
     series = sorted({(r["env"], r["mode"]) for r in rows})
     for k, (env, mode) in enumerate(series):
         points = [next((r for r in rows if r["stage"] == s and r["env"] == env and r["mode"] == mode), None)
@@ -106,12 +110,15 @@ def plot(rows: list[dict[str, Any]], stages: list[str], path: Path) -> None:
         ax_loop.errorbar(xs, [p["loop_rate"] for p in ps], yerr=err, fmt="o" + style, capsize=3,
                          label=f"{env} ({mode})")
         ax_acc.plot(xs, [p["accuracy"] for p in ps], "o" + style, label=f"{env} ({mode})")
-    for ax, title in ((ax_loop, "doom-loop rate (Wilson 95% CI)"), (ax_acc, "accuracy")):
+        ax_len.plot(xs, [p.get("mean_length") or 0 for p in ps], "o" + style, label=f"{env} ({mode})")
+    for ax, title in ((ax_loop, "doom-loop rate (Wilson 95% CI)"), (ax_acc, "accuracy"),
+                      (ax_len, "mean completion length (tokens)")):
         ax.set_xticks(range(len(stages)), stages)
-        ax.set_ylim(-0.02, 1.02)
+        if ax is not ax_len:
+            ax.set_ylim(-0.02, 1.02)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7, loc="best")
+    ax_len.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
