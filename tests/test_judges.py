@@ -88,7 +88,8 @@ def test_llm_judge_with_a_causal_lm_compares_yes_and_no(tiny_llama_dirs):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dirs / "lm")
     tok = AutoTokenizer.from_pretrained(tiny_llama_dirs / "lm")
     prompt = judge.rubric.format(question="user: " + TASK.messages[0]["content"], answer="aaaa")
-    logp = torch.log_softmax(model(**tok(prompt, return_tensors="pt")).logits[0, -1], -1)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**tok(prompt, return_tensors="pt")).logits[0, -1], -1)
     yes, no = tok(" yes", add_special_tokens=False)["input_ids"][0], tok(" no", add_special_tokens=False)["input_ids"][0]
     assert scores[0] == pytest.approx(float(logp[yes] - logp[no]), abs=1e-4)
 

@@ -106,3 +106,26 @@ def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manag
     assert not ids[0] & ids[1]  # each round draws fresh prompts
     history = artifacts["dpo"].metadata["history"]
     assert [h["round"] for h in history] == [0, 1] and all("loop_rate" in h for h in history)
+
+
+def test_an_interrupted_round_reuses_its_pairs_and_resumes(tmp_path, tmp_path_factory, manager, monkeypatch):
+    from edgesmith.plugins.stages import training
+
+    cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
+                     dpo={"steps_per_round": 4, "save_steps": 2, "batch_size": 1})
+
+    def stop_after_first_save(self, args, state, control, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(training.StageCallback, "on_save", stop_after_first_save, raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, tmp_path / "run", manager)
+    pairs = tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl"
+    written = (pairs.stat().st_mtime_ns, pairs.read_text())
+    monkeypatch.undo()
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    assert (pairs.stat().st_mtime_ns, pairs.read_text()) == written  # not sampled again
+    records = [json.loads(l) for l in (tmp_path / "run" / "dpo" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["resumed_from"][-12:] for r in records if r.get("event") == "resume"] == ["checkpoint-2"]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    assert artifacts["dpo"].path.endswith("round_0/model")

@@ -127,7 +127,7 @@ class RLStage(Stage):
         if not examples:
             ctx.log_metrics(phase="cold_start", event="no_recovery_data", per_environment=counts)
             return model_dir
-        sft_options = SFTStageConfig(environments=flagged, max_steps=options.cold_start_sft_steps,
+        sft_options = SFTStageConfig(environments=flagged, max_steps=options.cold_start_sft_steps, batch_size=4,
                                      learning_rate=options.cold_start_sft_learning_rate, seed=options.seed,
                                      max_length=options.cold_start_sft_max_length,
                                      save_steps=options.cold_start_sft_steps)

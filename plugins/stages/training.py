@@ -67,6 +67,7 @@ def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     register_model_classes()
+    quiet_libraries()
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     if tokenizer.pad_token is None:
@@ -117,10 +118,17 @@ def last_checkpoint(directory: str | Path) -> str | None:
 
 
 def quiet_libraries() -> None:
-    """Silences per-dataset-map progress bars; the stage's own rich progress shows the work."""
+    """Silences per-dataset-map progress bars (the stage's own rich progress shows the work) and
+    an upstream deprecation notice that TRL 1.16 triggers on every trainer (not actionable here)."""
+    import warnings
+
     import datasets
 
+    import transformers
+
     datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()  # per-file load/save bars
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: int, learning_rate: float,
@@ -145,6 +153,7 @@ def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: i
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         bf16=False,
         fp16=False,
     )
