@@ -18,7 +18,6 @@ so NSGA-II, NSGA-III, TPE and GP samplers all treat infeasible trials as such.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import statistics
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from rich.console import Console
 
 from edgesmith.core.errors import ConfigError, EdgesmithError
@@ -352,7 +351,3 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     if write_outputs:
         _write(study, cfg, result, console, plugins)
     return result
-
-
-def finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -120,3 +120,13 @@ def test_search_stage_hands_a_model_config_to_the_next_stage(tmp_path):
     assert profile["decode_ms_per_token"] > 0 and profile["peak_rss_mb"] > profile["baseline_rss_mb"]
     assert profile["measured_params"] == artifact.metadata["estimate"]["params"]
     assert (tmp_path / "search" / "study.db").exists()
+
+
+def test_n_trials_counts_evaluations_not_rejected_candidates(tmp_path):
+    storage = f"sqlite:///{tmp_path}/s.db"
+    result = run_search(tiny(storage=storage, n_trials=3, constraints={"max_params": 200_000}), tmp_path)
+    study = optuna.load_study(study_name="edgesmith-tiny", storage=storage)
+    rejected = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert result.states["COMPLETE"] == 3 and len(study.trials) == 3 + len(rejected)
+    assert all(t.user_attrs["feasible"] is False and t.constraints["params_max"] > 0 for t in rejected)
+    assert all(t.user_attrs["estimate"]["params"] <= 200_000 for t in study.trials if t.state.name == "COMPLETE")
