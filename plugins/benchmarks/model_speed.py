@@ -290,10 +290,10 @@ def _plot(opts: ModelSpeedOptions, results: dict[str, Any], path: Path) -> None:
                 ax.bar(x + (i - (len(opts.models) - 1) / 2) * width, values, width, label=model)
             ax.set_xticks(x, [f"ctx {c}" if c is not None else "" for c in contexts])
             ax.set_title(f"{title}, {dtype}")
-            if row == 0 and col == 0:
-                ax.legend()
     fig.suptitle(f"edgesmith vs LFM2 (same weights) vs Llama (same size), {opts.threads} CPU threads")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(opts.models))
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
