@@ -17,6 +17,15 @@ from edgesmith.core import plugin_manager as pm_module
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny shapes: extra threads only add contention on the shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def test_stages_registered():
     """Registers the test-only stages (tests/plugins_for_tests/stages.py) in the global manager."""
     from plugins_for_tests import stages

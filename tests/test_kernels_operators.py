@@ -33,12 +33,7 @@ OPERATORS = {  # operator -> (options, autograd nodes its Triton path must put i
 TOL = 1e-4 if DEVICE.type == "cpu" else 2e-2   # float32: exact products in the interpreter, TF32 on GPUs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(name: str):

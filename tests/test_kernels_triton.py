@@ -46,12 +46,7 @@ def tolerance(dtype: torch.dtype) -> float:
     return 2e-2 if DEVICE.type == "cuda" else 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_close(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None:

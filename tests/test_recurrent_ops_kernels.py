@@ -15,13 +15,7 @@ from edgesmith.kernels.gated_delta import chunk_gated_delta_rule, recurrent_gate
 from edgesmith.kernels.linear_attn import chunk_linear_attn, recurrent_linear_attn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: threads only add contention on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(B=2, T=9, H=3, K=5, V=4, dtype=torch.float32, seed=0):

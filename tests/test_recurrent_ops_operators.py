@@ -23,13 +23,7 @@ OPERATORS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes: threads only add contention on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(name: str, raw: dict | None = None, dims: ModelDims = DIMS, seed: int = 0):

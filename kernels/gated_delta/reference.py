@@ -26,25 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
-           beta: torch.Tensor | None, initial_state: torch.Tensor | None) -> None:
-    if q.dim() != 4 or q.shape != k.shape:
-        raise ValueError(f"q and k must both be (B, T, H, K); got q {tuple(q.shape)}, k {tuple(k.shape)}")
-    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"v must be (B, T, H, V) matching q's (B, T, H)={tuple(q.shape[:3])}; got {tuple(v.shape)}")
-    for name, x in (("g", g), ("beta", beta)):
-        if x is not None and x.shape != q.shape[:3]:
-            raise ValueError(f"{name} must be (B, T, H)={tuple(q.shape[:3])}; got {tuple(x.shape)}")
-    if initial_state is not None:
-        expected = (q.shape[0], q.shape[2], q.shape[3], v.shape[3])
-        if tuple(initial_state.shape) != expected:
-            raise ValueError(f"initial_state must be (B, H, K, V)={expected}; got {tuple(initial_state.shape)}")
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    # float64 stays float64 so gradcheck can run; everything else accumulates in float32.
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+from ..shapes import check_qkv_state, compute_dtype
 
 
 def recurrent_gated_delta_rule(
@@ -56,10 +38,10 @@ def recurrent_gated_delta_rule(
 
     ``chunk_size`` is accepted so both forms share one signature; it is unused here.
     """
-    _check(q, k, v, g, beta, initial_state)
+    check_qkv_state(q, k, v, initial_state, g, beta)
     B, T, H, K = q.shape
     V = v.shape[-1]
-    dt = _compute_dtype(v)
+    dt = compute_dtype(v)
     scale = K ** -0.5 if scale is None else scale
     q, k, v, g, beta = (x.to(dt) for x in (q, k, v, g, beta))
     q = q * scale
@@ -91,12 +73,12 @@ def chunk_gated_delta_rule(
     ``A_ij = beta_i exp(c_i - c_j) k_i.k_j`` for j < i. Any T works: the tail is padded
     with g = 0, beta = 0, k = 0, which leaves the state untouched.
     """
-    _check(q, k, v, g, beta, initial_state)
+    check_qkv_state(q, k, v, initial_state, g, beta)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     B, T, H, K = q.shape
     V = v.shape[-1]
-    dt = _compute_dtype(v)
+    dt = compute_dtype(v)
     scale = K ** -0.5 if scale is None else scale
     out_dtype = v.dtype
     C = chunk_size

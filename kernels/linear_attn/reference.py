@@ -21,20 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def _check(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, initial_state: torch.Tensor | None) -> None:
-    if q.dim() != 4 or q.shape != k.shape:
-        raise ValueError(f"q and k must both be (B, T, H, K); got q {tuple(q.shape)}, k {tuple(k.shape)}")
-    if v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError(f"v must be (B, T, H, V) matching q's (B, T, H)={tuple(q.shape[:3])}; got {tuple(v.shape)}")
-    if initial_state is not None:
-        expected = (q.shape[0], q.shape[2], q.shape[3], v.shape[3])
-        if tuple(initial_state.shape) != expected:
-            raise ValueError(f"initial_state must be (B, H, K, V)={expected}; got {tuple(initial_state.shape)}")
-
-
-def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+from ..shapes import check_qkv_state, compute_dtype
 
 
 def recurrent_linear_attn(
@@ -45,10 +32,10 @@ def recurrent_linear_attn(
 
     ``chunk_size`` is accepted so both forms share one signature; it is unused here.
     """
-    _check(q, k, v, initial_state)
+    check_qkv_state(q, k, v, initial_state)
     B, T, H, K = q.shape
     V = v.shape[-1]
-    dt = _compute_dtype(v)
+    dt = compute_dtype(v)
     scale = K ** -0.5 if scale is None else scale
     q, k, v = (x.to(dt) for x in (q, k, v))
     S = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(dt)
@@ -69,14 +56,14 @@ def chunk_linear_attn(
     For a chunk entered with state ``S0``: ``O = scale * (Q S0 + (Q K^T * causal) V)`` and the
     state leaving it is ``S0 + K^T V``. Any T works (the tail chunk is zero-padded).
     """
-    _check(q, k, v, initial_state)
+    check_qkv_state(q, k, v, initial_state)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
     B, T, H, K = q.shape
     V = v.shape[-1]
     if T == 0:
         return recurrent_linear_attn(q, k, v, scale, initial_state, output_final_state)
-    dt = _compute_dtype(v)
+    dt = compute_dtype(v)
     scale = K ** -0.5 if scale is None else scale
     C = chunk_size
     n = -(-T // C)

@@ -15,7 +15,9 @@ import json
 import math
 from typing import Any
 
-from edgesmith.core.toolcall import ParseError, ParseResult, ToolCall, ToolCallFormat
+from edgesmith.core.toolcall import ParseResult, ToolCall, ToolCallFormat
+
+from .blocks import BlockError, parse_blocks
 
 JSON_CALL_START = "<tool_call>"
 JSON_CALL_END = "</tool_call>"
@@ -62,6 +64,27 @@ def _validate(obj: Any) -> tuple[ToolCall | None, str, str]:
     return ToolCall(name=name, arguments=args), "", ""
 
 
+def _parse_block(body: str) -> list[ToolCall]:
+    """The one call in a block's text; raises BlockError with a block-relative position."""
+    decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+    lead = len(body) - len(body.lstrip())
+    stripped = body.strip()
+    try:
+        obj, used = decoder.raw_decode(stripped)
+    except json.JSONDecodeError as exc:
+        raise BlockError(EXPECTED_OBJECT, lead + exc.pos, f"invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise BlockError(EXPECTED_OBJECT, lead, "JSON nested too deeply") from None
+    except ValueError as exc:  # a non-finite number (from the hooks above)
+        raise BlockError(EXPECTED_OBJECT, lead, str(exc)) from None
+    if used != len(stripped):
+        raise BlockError(JSON_CALL_END, lead + used, "text after the JSON object inside the block")
+    call, expected, message = _validate(obj)
+    if call is None:
+        raise BlockError(expected, lead, message)
+    return [call]
+
+
 class JsonFormat(ToolCallFormat):
     """Hermes/Qwen-style tool calls: ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``."""
 
@@ -78,63 +101,4 @@ class JsonFormat(ToolCallFormat):
         )
 
     def parse(self, text: str) -> ParseResult:
-        try:
-            return self._parse(text)
-        except Exception as exc:  # parse never raises; an unforeseen failure is a parse error
-            return ParseResult(content=text if isinstance(text, str) else "", error=ParseError(
-                expected=EXPECTED_OBJECT, position=0, message=f"unexpected {type(exc).__name__}: {exc}"))
-
-    def _parse(self, text: str) -> ParseResult:
-        if not isinstance(text, str):
-            return ParseResult(content="", error=ParseError("a string", 0, f"got {type(text).__name__}"))
-        decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
-        content: list[str] = []
-        calls: list[ToolCall] = []
-        pos = 0
-        while True:
-            start = text.find(JSON_CALL_START, pos)
-            stray_end = text.find(JSON_CALL_END, pos)
-            if stray_end != -1 and (start == -1 or stray_end < start):
-                content.append(text[pos:stray_end])
-                return ParseResult(
-                    "".join(content) + text[stray_end + len(JSON_CALL_END):], calls,
-                    ParseError(JSON_CALL_START, stray_end, f"{JSON_CALL_END} without a preceding {JSON_CALL_START}"),
-                )
-            if start == -1:
-                content.append(text[pos:])
-                return ParseResult("".join(content), calls)
-            content.append(text[pos:start])
-            body_start = start + len(JSON_CALL_START)
-            end = text.find(JSON_CALL_END, body_start)
-            if end == -1:
-                return ParseResult(
-                    "".join(content), calls,
-                    ParseError(JSON_CALL_END, len(text), f"{JSON_CALL_START} at {start} is never closed"),
-                )
-            body = text[body_start:end]
-            lead = len(body) - len(body.lstrip())
-            stripped = body.strip()
-            error: ParseError | None = None
-            try:
-                obj, used = decoder.raw_decode(stripped)
-            except json.JSONDecodeError as exc:
-                error = ParseError(EXPECTED_OBJECT, body_start + lead + exc.pos, f"invalid JSON: {exc.msg}")
-            except RecursionError:
-                error = ParseError(EXPECTED_OBJECT, body_start + lead, "JSON nested too deeply")
-            except ValueError as exc:  # a non-finite number (from the hooks below)
-                error = ParseError(EXPECTED_OBJECT, body_start + lead, str(exc))
-            else:
-                if used != len(stripped):
-                    error = ParseError(
-                        JSON_CALL_END, body_start + lead + used, "text after the JSON object inside the block"
-                    )
-                else:
-                    call, expected, message = _validate(obj)
-                    if call is None:
-                        error = ParseError(expected, body_start + lead, message)
-                    else:
-                        calls.append(call)
-            if error is not None:
-                content.append(text[end + len(JSON_CALL_END):])
-                return ParseResult("".join(content), calls, error)
-            pos = end + len(JSON_CALL_END)
+        return parse_blocks(text, JSON_CALL_START, JSON_CALL_END, _parse_block, expected=EXPECTED_OBJECT)

@@ -19,7 +19,9 @@ import math
 import warnings
 from typing import Any
 
-from edgesmith.core.toolcall import ParseError, ParseResult, ToolCall, ToolCallFormat
+from edgesmith.core.toolcall import ParseResult, ToolCall, ToolCallFormat
+
+from .blocks import BlockError, parse_blocks
 
 TOOL_CALL_START = "<|tool_call_start|>"
 TOOL_CALL_END = "<|tool_call_end|>"
@@ -103,20 +105,12 @@ def _node_offset(text: str, node: ast.AST) -> int:
     return _offset(text, lineno, len(prefix.decode("utf-8", errors="ignore")))
 
 
-class _BlockError(Exception):
-    """A malformed call list; ``position`` is relative to the block's text."""
-
-    def __init__(self, expected: str, position: int, message: str):
-        super().__init__(message)
-        self.expected, self.position, self.message = expected, position, message
-
-
 def _dotted_name(node: ast.expr, block: str, lead: int) -> str:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
         return f"{_dotted_name(node.value, block, lead)}.{node.attr}"
-    raise _BlockError(
+    raise BlockError(
         "a function name (a dotted identifier)",
         lead + _node_offset(block, node),
         f"the called object is a {type(node).__name__}, not a function name",
@@ -142,20 +136,20 @@ def _jsonable(value: Any, where: str) -> Any:
 
 
 def _parse_block(block: str) -> list[ToolCall]:
-    """Parses the text between the markers; raises _BlockError with a block-relative position."""
+    """Parses the text between the markers; raises BlockError with a block-relative position."""
     stripped = block.strip()
     lead = len(block) - len(block.lstrip())
     if not stripped:
-        raise _BlockError(EXPECTED_BLOCK, 0, "the tool-call block is empty")
+        raise BlockError(EXPECTED_BLOCK, 0, "the tool-call block is empty")
     try:
         with warnings.catch_warnings():  # invalid escapes in model text are not our warnings
             warnings.simplefilter("ignore")
             tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
         pos = lead + _offset(stripped, exc.lineno, (exc.offset or 1) - 1)
-        raise _BlockError(EXPECTED_BLOCK, pos, f"not valid Python syntax: {exc.msg}") from None
+        raise BlockError(EXPECTED_BLOCK, pos, f"not valid Python syntax: {exc.msg}") from None
     except (ValueError, RecursionError, MemoryError) as exc:  # null bytes, absurd nesting
-        raise _BlockError(EXPECTED_BLOCK, lead, f"not parseable as Python: {exc}") from None
+        raise BlockError(EXPECTED_BLOCK, lead, f"not parseable as Python: {exc}") from None
 
     body = tree.body
     if isinstance(body, ast.Call):  # a bare call without brackets is accepted too
@@ -163,25 +157,25 @@ def _parse_block(block: str) -> list[ToolCall]:
     elif isinstance(body, (ast.List, ast.Tuple)):
         nodes = list(body.elts)
     else:
-        raise _BlockError(EXPECTED_BLOCK, lead, f"found a {type(body).__name__} expression, not a list of calls")
+        raise BlockError(EXPECTED_BLOCK, lead, f"found a {type(body).__name__} expression, not a list of calls")
 
     calls = []
     for node in nodes:
         pos = lead + _node_offset(stripped, node)
         if not isinstance(node, ast.Call):
-            raise _BlockError("a function call name(key=value, ...)", pos, f"list item is a {type(node).__name__}, not a call")
+            raise BlockError("a function call name(key=value, ...)", pos, f"list item is a {type(node).__name__}, not a call")
         name = _dotted_name(node.func, stripped, lead)
         if node.args:
-            raise _BlockError(
+            raise BlockError(
                 "keyword arguments only (key=value)", pos, f"call to {name} has {len(node.args)} positional argument(s)"
             )
         arguments: dict[str, Any] = {}
         for kw in node.keywords:
             kw_pos = lead + _node_offset(stripped, kw)
             if kw.arg is None:
-                raise _BlockError("keyword arguments only (key=value)", kw_pos, f"call to {name} uses ** unpacking")
+                raise BlockError("keyword arguments only (key=value)", kw_pos, f"call to {name} uses ** unpacking")
             if kw.arg in arguments:
-                raise _BlockError("each argument once", kw_pos, f"argument {kw.arg!r} of {name} is given twice")
+                raise BlockError("each argument once", kw_pos, f"argument {kw.arg!r} of {name} is given twice")
             try:
                 value = ast.literal_eval(kw.value)
                 arguments[kw.arg] = _jsonable(value, f"argument {kw.arg!r} of {name}")
@@ -189,7 +183,7 @@ def _parse_block(block: str) -> list[ToolCall]:
                 val_pos = lead + _node_offset(stripped, kw.value)
                 source = ast.get_source_segment(stripped, kw.value) or ""
                 detail = str(exc) if "JSON-like" in str(exc) else f"found {source[:60]!r}"
-                raise _BlockError(
+                raise BlockError(
                     "a literal value (string, number, True/False/None, list, dict)",
                     val_pos,
                     f"argument {kw.arg!r} of {name} is not a literal: {detail}",
@@ -217,50 +211,6 @@ class PythonicFormat(ToolCallFormat):
         return f"{TOOL_CALL_START}[{', '.join(render_call(c) for c in calls)}]{TOOL_CALL_END}"
 
     def parse(self, text: str) -> ParseResult:
-        try:
-            return self._parse(text)
-        except Exception as exc:  # parse never raises; an unforeseen failure is a parse error
-            return ParseResult(content=text if isinstance(text, str) else "", error=ParseError(
-                expected=EXPECTED_BLOCK, position=0, message=f"unexpected {type(exc).__name__}: {exc}"))
-
-    def _parse(self, text: str) -> ParseResult:
-        if not isinstance(text, str):
-            return ParseResult(content="", error=ParseError("a string", 0, f"got {type(text).__name__}"))
-        content_parts: list[str] = []
-        calls: list[ToolCall] = []
-        pos = 0
-        while True:
-            start = text.find(TOOL_CALL_START, pos)
-            stray_end = text.find(TOOL_CALL_END, pos)
-            if stray_end != -1 and (start == -1 or stray_end < start):
-                content_parts.append(text[pos:stray_end])
-                return ParseResult(
-                    "".join(content_parts) + text[stray_end + len(TOOL_CALL_END):], calls,
-                    ParseError(TOOL_CALL_START, stray_end, f"{TOOL_CALL_END} without a preceding {TOOL_CALL_START}"),
-                )
-            if start == -1:
-                content_parts.append(text[pos:])
-                return ParseResult("".join(content_parts), calls)
-            content_parts.append(text[pos:start])
-            block_start = start + len(TOOL_CALL_START)
-            end = text.find(TOOL_CALL_END, block_start)
-            if end == -1:
-                return ParseResult(
-                    "".join(content_parts), calls,
-                    ParseError(TOOL_CALL_END, len(text), f"{TOOL_CALL_START} at {start} is never closed"),
-                )
-            block = text[block_start:end]
-            nested = block.find(TOOL_CALL_START)
-            if nested != -1:
-                return ParseResult(
-                    "".join(content_parts), calls,
-                    ParseError(TOOL_CALL_END, block_start + nested, f"{TOOL_CALL_START} inside an open tool-call block"),
-                )
-            try:
-                calls.extend(_parse_block(block))
-            except _BlockError as exc:
-                content_parts.append(text[end + len(TOOL_CALL_END):])
-                return ParseResult(
-                    "".join(content_parts), calls, ParseError(exc.expected, block_start + exc.position, exc.message)
-                )
-            pos = end + len(TOOL_CALL_END)
+        return parse_blocks(
+            text, TOOL_CALL_START, TOOL_CALL_END, _parse_block, expected=EXPECTED_BLOCK, reject_nested=True
+        )
