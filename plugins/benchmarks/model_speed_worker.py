@@ -104,6 +104,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         decode_contexts = set(spec["decode_contexts"])
         for context in sorted(set(spec["prefill_lengths"]) | decode_contexts):
             prompt = torch.randint(0, vocab, (1, context), generator=generator)
+            # One untimed pass at this length first: the first long forward of a process pays
+            # for fresh allocations (page faults), which would penalise whichever model
+            # allocates differently rather than measure its compute.
+            drive(prompt, None)
             start = time.perf_counter()
             logits, cache = drive(prompt, None)
             result["prefill_tok_s"][str(context)] = context / (time.perf_counter() - start)
