@@ -36,3 +36,14 @@ def build_options(config_class: type, section: Any, key: str) -> Any:
         value = section.get(field.split(".")[-1], "?") if isinstance(field, str) else "?"
         raise ConfigError(f"{key}.{field}", value, "a value of the declared type",
                           detail=str(exc).splitlines()[0]) from exc
+
+
+def require_at_least_one(options: Any, section: str, names: tuple[str, ...]) -> None:
+    """Raises :class:`ConfigError` naming ``section.<name>`` for the first field below 1.
+
+    The common check of counts (steps, batch sizes, lengths) in options dataclasses.
+    """
+    for name in names:
+        value = getattr(options, name)
+        if value < 1:
+            raise ConfigError(f"{section}.{name}", value, "an integer >= 1")

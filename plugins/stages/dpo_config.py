@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.stage_options import require_at_least_one
 
 from .sft_config import DEFAULT_ENVIRONMENTS
 
@@ -59,10 +60,8 @@ class DPOStageConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("prompts_per_environment", "rounds", "samples", "max_new_tokens", "batch_size",
-                    "max_length", "save_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"dpo.{key}", getattr(self, key), "an integer >= 1")
+        require_at_least_one(self, "dpo", (
+            "prompts_per_environment", "rounds", "samples", "max_new_tokens", "batch_size", "max_length", "save_steps"))
         if self.steps_per_round < 0:
             raise ConfigError("dpo.steps_per_round", self.steps_per_round, "an integer >= 0 (0: one epoch)")
         if not self.temperature > 0:

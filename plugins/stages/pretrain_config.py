@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.stage_options import require_at_least_one
 
 
 @dataclass
@@ -33,9 +34,7 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"pretrain.{key}", getattr(self, key), "an integer >= 1")
+        require_at_least_one(self, "pretrain", ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps"))
         if not self.learning_rate > 0:
             raise ConfigError("pretrain.learning_rate", self.learning_rate, "a positive number")
         if not 0 <= self.warmup_ratio < 1:

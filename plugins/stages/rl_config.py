@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.stage_options import require_at_least_one
 
 from .sft_config import DEFAULT_ENVIRONMENTS
 
@@ -73,10 +74,9 @@ class RLStageConfig:
     cold_start_sft_max_length: int = 2048
 
     def __post_init__(self) -> None:
-        for key in ("prompts_per_environment", "max_steps", "prompts_per_step", "max_new_tokens", "save_steps",
-                    "cold_start_check_steps", "cold_start_tasks", "cold_start_samples", "cold_start_sft_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"rl.{key}", getattr(self, key), "an integer >= 1")
+        require_at_least_one(self, "rl", (
+            "prompts_per_environment", "max_steps", "prompts_per_step", "max_new_tokens", "save_steps",
+            "cold_start_check_steps", "cold_start_tasks", "cold_start_samples", "cold_start_sft_steps"))
         if self.num_generations < 2:
             raise ConfigError("rl.num_generations", self.num_generations,
                               "an integer >= 2 (GRPO compares completions of the same prompt)")

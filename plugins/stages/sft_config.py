@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.stage_options import require_at_least_one
 
 DEFAULT_ENVIRONMENTS = ["toolcall", "extraction", "reasoning"]
 
@@ -29,8 +30,6 @@ class SFTStageConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("tasks_per_environment", "max_steps", "batch_size", "max_length", "save_steps"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"sft.{key}", getattr(self, key), "an integer >= 1")
+        require_at_least_one(self, "sft", ("tasks_per_environment", "max_steps", "batch_size", "max_length", "save_steps"))
         if not self.learning_rate > 0:
             raise ConfigError("sft.learning_rate", self.learning_rate, "a positive number")

@@ -15,7 +15,7 @@ import psutil
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import Profiler
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.stage_options import build_options, require_at_least_one
 
 from .measure import DTYPES
 
@@ -55,9 +55,7 @@ class LocalCPUOptions:
         key = "search.profiler.options"
         if self.dtype not in DTYPES:
             raise ConfigError(f"{key}.dtype", self.dtype, f"one of {', '.join(DTYPES)}")
-        for name in ("threads", "prefill_tokens", "decode_context", "decode_tokens", "repeats", "max_rounds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{key}.{name}", getattr(self, name), "an integer >= 1")
+        require_at_least_one(self, key, ("threads", "prefill_tokens", "decode_context", "decode_tokens", "repeats", "max_rounds"))
         if self.warmup < 0:
             raise ConfigError(f"{key}.warmup", self.warmup, "an integer >= 0")
 

@@ -21,7 +21,7 @@ import torch
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import QualityProxy
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.stage_options import build_options, require_at_least_one
 
 
 class ProxyPruned(Exception):
@@ -53,9 +53,7 @@ class ShortTrainOptions:
 
     def __post_init__(self) -> None:
         key = "search.proxy.options"
-        for name in ("width", "tokens", "seq_len", "batch_size", "eval_every", "eval_batches", "threads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{key}.{name}", getattr(self, name), "an integer >= 1")
+        require_at_least_one(self, key, ("width", "tokens", "seq_len", "batch_size", "eval_every", "eval_batches", "threads"))
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"{key}.val_fraction", self.val_fraction, "a fraction in (0, 1)")
 
