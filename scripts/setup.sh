@@ -4,6 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# The `python` environment's sandbox confines model-written code with bubblewrap and refuses
+# to run without it; install it where we can (root with apt-get), else say what is missing.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq bubblewrap
+  else
+    echo "warning: bubblewrap ('bwrap') is missing: the python sandbox will refuse to run code until it is" \
+         "installed (as root: apt-get install bubblewrap)" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -1,118 +1,117 @@
-"""The Python sandbox stops or refuses runaway and hostile code, and the caller survives each case."""
+"""The python sandbox runs ordinary code, and refuses to run at all where it cannot confine it.
+
+The attack classes (escapes, limits, signals, network, secrets) are in test_sandbox_attacks.py.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
+import subprocess
+import sys
+import uuid
 
 import pytest
 
-from edgesmith.plugins.sandbox import run_python
-
-
-def _leftovers() -> list[int]:
-    """Processes still running the sandbox's start-up wrapper (there must be none after a run)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if b"sandbox_boot.py" in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
+from edgesmith.plugins.sandbox import check_sandbox, run_python
 
 
 def test_runs_ordinary_code_and_captures_output():
     result = run_python("import math\nprint(math.factorial(10))\nimport sys; print('warn', file=sys.stderr)")
     assert result.ok and result.stdout == "3628800\n" and result.stderr == "warn\n"
     assert result.killed_reason is None and not result.timed_out
+    assert result.isolation["confinement"] == "bubblewrap" and "pid" in result.isolation["namespaces"]
 
 
-def test_code_may_write_in_its_own_working_directory():
-    result = run_python("open('notes.txt', 'w').write('hi')\nimport os\nprint(open('notes.txt').read(), os.getcwd())")
-    assert result.ok and result.stdout.startswith("hi ")
-    workdir = result.stdout.split()[1]
-    assert not os.path.exists(workdir)  # removed afterwards
+def test_check_sandbox_passes_where_the_confinement_works():
+    assert check_sandbox() is None
 
 
-def test_infinite_loop_is_stopped_by_the_wall_clock():
-    result = run_python("while True:\n    pass", timeout_s=1.0, cpu_s=30)
-    assert result.timed_out and result.killed_reason == "timeout"
-    assert result.duration_s < 10
-    assert _leftovers() == []
+def test_code_may_write_in_its_private_working_directory_which_vanishes_with_the_run():
+    name = f"notes-{uuid.uuid4().hex}.txt"
+    result = run_python(f"open({name!r}, 'w').write('hi')\nimport os\nprint(open({name!r}).read(), os.getcwd())")
+    assert result.ok and result.stdout == "hi /tmp\n"
+    assert not os.path.exists(f"/tmp/{name}")  # the sandbox's /tmp is its own tmpfs, not the host's
 
 
-def test_infinite_loop_is_stopped_by_the_cpu_limit():
-    result = run_python("while True:\n    pass", timeout_s=30, cpu_s=1)
-    assert result.killed_reason == "cpu" and not result.timed_out
-    assert result.duration_s < 10
+def test_stdin_reaches_the_code():
+    result = run_python("import sys\nprint(sys.stdin.read().upper())", stdin="hello")
+    assert result.ok and result.stdout == "HELLO\n"
 
 
-def test_fork_bomb_is_refused_by_default():
-    result = run_python("import os\nwhile True:\n    os.fork()", timeout_s=5)
-    assert not result.ok and "starting processes is refused" in result.stderr
-    assert _leftovers() == []
+def test_threads_work_and_processes_run_when_allowed():
+    threads = run_python("from concurrent.futures import ThreadPoolExecutor\n"
+                         "print(sum(ThreadPoolExecutor(4).map(abs, [-1, -2, -3])))")
+    assert threads.ok and threads.stdout == "6\n", threads
+    child = run_python("import subprocess\n"
+                       "print(subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout)",
+                       max_processes=3)
+    assert child.ok and child.stdout.startswith("child"), child
 
 
-def test_fork_bomb_is_capped_when_processes_are_allowed():
-    code = ("import os, time\n"
-            "while True:\n"
-            "    try:\n"
-            "        if os.fork() > 0:\n"
-            "            print('forked', flush=True)\n"
-            "    except OSError:\n"
-            "        time.sleep(0.001)\n")
-    result = run_python(code, timeout_s=3, max_processes=4)
-    assert result.killed_reason in ("processes", "timeout")
-    # successful forks are bounded by the kernel cap (pids cgroup / RLIMIT_NPROC) or caught by the watchdog
-    assert result.stdout.count("forked") <= 64
-    assert _leftovers() == []
-
-
-def test_memory_hog_is_stopped():
-    result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(50_000_000))",
-                        memory_mb=200, timeout_s=10)
-    assert result.killed_reason == "memory" and "MemoryError" in result.stderr
-
-
-def test_network_connection_to_a_local_server_is_refused():
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    server.setblocking(False)
-    port = server.getsockname()[1]
-    try:
-        result = run_python(f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-                            "s.sendall(b'leak')\nprint('connected')", timeout_s=10)
-        # a connection that had been made would wait in the listen backlog, even if closed since
-        with pytest.raises(BlockingIOError):
-            server.accept()
-    finally:
-        server.close()
-    assert "connected" not in result.stdout
-    assert not result.ok and "network access is refused" in result.stderr
-    assert result.isolation["network"].endswith("audit-hook")
-
-
-def test_write_outside_the_working_directory_is_refused(tmp_path):
-    target = tmp_path / "outside.txt"
-    for code in (f"open({str(target)!r}, 'w').write('x')",
-                 f"import os\nos.open({str(target)!r}, os.O_WRONLY | os.O_CREAT)",
-                 f"import os\nos.symlink({str(target)!r}, 'link')\nopen('link', 'w').write('x')",
-                 f"import shutil\nopen('a', 'w').write('x')\nshutil.copyfile('a', {str(target)!r})"):
-        result = run_python(code)
-        assert not result.ok and "outside the working directory is refused" in result.stderr, code
-    assert not target.exists()
-
-
-def test_output_is_capped():
-    result = run_python("while True:\n    print('x' * 1000)", max_output_bytes=5000, timeout_s=10)
-    assert result.killed_reason == "output" and result.stdout_truncated
-    assert len(result.stdout) == 5000
+def test_a_second_process_is_killed_when_not_allowed():
+    result = run_python("import subprocess\nsubprocess.run(['sleep', '5'])\nprint('finished')", timeout_s=10)
+    assert result.killed_reason == "processes" and "finished" not in result.stdout
 
 
 def test_bad_limits_are_rejected():
     with pytest.raises(ValueError, match="timeout_s"):
         run_python("print(1)", timeout_s=0)
+    with pytest.raises(ValueError, match="disk_mb"):
+        run_python("print(1)", disk_mb=0)
+
+
+def test_without_bubblewrap_it_refuses_and_says_what_is_missing():
+    code = ("from edgesmith.plugins.sandbox import SandboxUnavailable, run_python\n"
+            "try:\n    run_python('print(1)')\nexcept SandboxUnavailable as e:\n    print(e)\nelse:\n    print('RAN')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PATH="/nonexistent"))
+    assert out.returncode == 0, out.stderr
+    assert "RAN" not in out.stdout and "bubblewrap" in out.stdout and "apt-get install bubblewrap" in out.stdout
+    assert "unconfined" in out.stdout
+
+
+# Disables user namespaces for one process tree, without touching the host: the process
+# enters a user namespace of its own and sets user.max_user_namespaces = 0 there (the limit
+# is per user namespace), then calls run_python as before (as root, or as its own uid).
+NO_USERNS = r"""
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+uid, gid = os.getuid(), os.getgid()
+ready_r, ready_w = os.pipe()
+mapped_r, mapped_w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        os._exit(90)
+    os.write(ready_w, b"1")
+    os.read(mapped_r, 1)
+    with open("/proc/sys/user/max_user_namespaces", "w") as f:
+        f.write("0")
+    from edgesmith.plugins.sandbox import SandboxUnavailable, run_python
+    try:
+        run_python("print(1)")
+    except SandboxUnavailable as e:
+        print(e, flush=True)
+        os._exit(0)
+    print("RAN", flush=True)
+    os._exit(1)
+os.read(ready_r, 1)
+if uid == 0:  # root may map several ids; nobody is needed by the root launcher
+    uids = gids = "0 0 1\n65534 65534 1\n"
+else:
+    with open(f"/proc/{pid}/setgroups", "w") as f:
+        f.write("deny")
+    uids, gids = f"{uid} {uid} 1\n", f"{gid} {gid} 1\n"
+for name, mapping in (("uid_map", uids), ("gid_map", gids)):
+    with open(f"/proc/{pid}/{name}", "w") as f:
+        f.write(mapping)
+os.write(mapped_w, b"1")
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+def test_without_user_namespaces_it_refuses_and_says_what_is_missing():
+    out = subprocess.run([sys.executable, "-c", NO_USERNS], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "could not start" in out.stdout and "user.max_user_namespaces" in out.stdout, out.stdout
+    assert "unconfined" in out.stdout

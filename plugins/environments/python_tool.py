@@ -9,9 +9,13 @@ medians, digit sums, permutation counts). A completion is right when
 * it calls ``run_python`` (in the configured tool-call format) or writes a ```python block,
   and the last line that code prints in the sandbox is the answer.
 
-The code runs in :func:`edgesmith.plugins.sandbox.run_python` (no network, limits, a
-temporary directory). :meth:`PythonEnvironment.call_tool` executes a ``run_python`` call
-for agent loops and RL (the tool result is the sandbox's output as JSON).
+The code runs in :func:`edgesmith.plugins.sandbox.run_python`: a bubblewrap sandbox with
+its own user, PID, mount and network namespaces, a read-only system, a small private
+tmpfs as its only writable place, and CPU, memory, process and output limits. Where that
+confinement is unavailable (no bwrap, no user namespaces) running code raises
+:class:`edgesmith.plugins.sandbox.SandboxUnavailable` naming what is missing; it never runs
+unconfined. :meth:`PythonEnvironment.call_tool` executes a ``run_python`` call for agent
+loops and RL (the tool result is the sandbox's output as JSON).
 
 Options: ``format`` (tool-call format, default ``pythonic``), ``timeout_s`` (per run, 5).
 Difficulty 1-5 scales the numbers (e.g. primes below ``200 * 4**d / 4``).

@@ -1,5 +1,6 @@
-"""A sandbox for model-written Python: limits, no network, a throwaway working directory."""
+"""A sandbox for model-written Python, confined by the kernel (bubblewrap namespaces) with limits."""
 
-from .python_sandbox import SandboxResult, run_python
+from .bwrap import SandboxUnavailable
+from .python_sandbox import SandboxResult, check_sandbox, run_python
 
-__all__ = ["SandboxResult", "run_python"]
+__all__ = ["SandboxResult", "SandboxUnavailable", "check_sandbox", "run_python"]

@@ -1,50 +1,42 @@
-"""Runs untrusted (model-written) Python in a subprocess with limits, and always returns.
+"""Runs untrusted (model-written) Python confined by the operating system, and always returns.
 
-Layers, each a backstop for the others:
+The boundary is the kernel, not the interpreter: each run is a fresh bubblewrap sandbox
+(:mod:`.bwrap` lists what it isolates: user, PID, mount, network, IPC, UTS and cgroup
+namespaces, a read-only system, a size-limited tmpfs as the only writable place). Inside,
+:mod:`.sandbox_boot` sets hard rlimits before the code runs: CPU seconds, address space,
+file size, open files, tasks (RLIMIT_NPROC, counted per user namespace, so it binds root
+callers too), no core dumps.
 
-* ``python -I`` (isolated: no user site, no PYTHON* variables, no script dir on sys.path)
-  started through :mod:`sandbox_boot`, whose audit hook refuses network sockets, writes
-  outside the working directory, process creation (unless ``max_processes > 1``) and ctypes;
-* kernel rlimits set in the child before ``exec``: CPU seconds (RLIMIT_CPU), address space
-  (RLIMIT_AS), file size (RLIMIT_FSIZE), open files, no core dumps; RLIMIT_NPROC too, but
-  it does not bind for root, so for root the child is also put in a fresh *pids cgroup*
-  (``pids.max = max_processes``) where the cgroup filesystem is writable;
-* a fresh network namespace (``unshare(CLONE_NEWNET)``: only a down loopback) where the
-  caller may create one (root), so even code that slips past the hook has no network;
-* the child leads a new session; on exit, timeout or overflow the parent kills every
-  process of that session and of the cgroup (SIGKILL), so nothing outlives the call;
-* a watchdog thread enforces the wall-clock timeout, the output cap (the process is killed
-  once stdout or stderr passes ``max_output_bytes``) and, where no cgroup is available, a
-  process-count cap by scanning the session.
+The watchdog is this function's own loop in the caller, which the code cannot see, signal
+or freeze (it is outside the sandbox's PID namespace). It enforces the wall-clock timeout,
+the output cap and the process cap, and ends a run by SIGKILLing bwrap's pid 1 in the
+sandbox: the kernel then kills every process left in the namespace, daemons included, and
+the tmpfs disappears with it. ``--die-with-parent`` does the same if the caller dies.
 
-The working directory is a fresh temporary directory, removed afterwards. What was
-enforced is reported in :attr:`SandboxResult.isolation`.
+Where the confinement cannot be had (no bwrap, user namespaces disabled), :func:`run_python`
+raises :class:`SandboxUnavailable` naming what is missing; it never runs code unconfined.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import json
 import os
-import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BOOT = Path(__file__).with_name("sandbox_boot.py")
-CLONE_NEWNET = 0x40000000
-THREAD_HEADROOM = 8
-_CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
+from . import bwrap as confinement
+from . import root_launcher
+from .bwrap import SandboxUnavailable
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-_capabilities: dict[str, bool] = {}
+THREAD_HEADROOM = 8  # RLIMIT_NPROC counts threads too; the watchdog holds processes to the cap
+NOFILE = 64  # also bounds memory held in memfds (not in RLIMIT_AS): NOFILE x max_file_mb per process
+LAUNCHER = Path(root_launcher.__file__)
+POLL_S = 0.02
 
 
 @dataclass
@@ -53,7 +45,8 @@ class SandboxResult:
 
     ``killed_reason`` is None when the code exited by itself, else one of ``timeout`` (wall
     clock), ``cpu`` (CPU seconds), ``memory`` (address-space limit hit: MemoryError or a
-    failed allocation), ``output`` (output cap), ``processes`` (process cap).
+    failed allocation), ``output`` (output cap), ``processes`` (process cap). A code killed
+    by a signal has ``exit_code == -signal`` (bwrap reports it as 128 + signal).
     """
 
     stdout: str
@@ -69,84 +62,6 @@ class SandboxResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and self.killed_reason is None
-
-
-def _can_unshare_net() -> bool:
-    """Whether this process may create network namespaces (probed once in a throwaway child)."""
-    if "netns" not in _capabilities:
-        ok = False
-        if hasattr(os, "fork"):
-            pid = os.fork()
-            if pid == 0:  # child: try, report through the exit code, never return
-                os._exit(0 if _libc.unshare(CLONE_NEWNET) == 0 else 1)
-            _, status = os.waitpid(pid, 0)
-            ok = os.waitstatus_to_exitcode(status) == 0
-        _capabilities["netns"] = ok
-    return _capabilities["netns"]
-
-
-def _make_cgroup(max_processes: int) -> Path | None:
-    """A fresh pids cgroup limited to ``max_processes`` tasks, or None where none can be made."""
-    for root in _CGROUP_ROOTS:
-        if not (root / "cgroup.procs").exists():
-            continue
-        if root == Path("/sys/fs/cgroup") and not (root / "cgroup.controllers").exists():
-            continue  # a v1 tmpfs mount point, not a cgroup
-        path = root / f"edgesmith-sandbox-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            path.mkdir()
-            (path / "pids.max").write_text(str(max_processes))
-            return path
-        except OSError:
-            try:
-                path.rmdir()
-            except OSError:
-                pass
-    return None
-
-
-def _alive(pid: int) -> bool:
-    """False for zombies (dead, waiting to be reaped) and vanished processes."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3] not in (b"Z", b"X")
-
-
-def _session_pids(sid: int) -> list[int]:
-    """Live processes of session ``sid``."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            pid = int(entry)
-            try:
-                if os.getsid(pid) == sid and _alive(pid):
-                    pids.append(pid)
-            except OSError:
-                pass
-    return pids
-
-
-def _kill_all(leader: int, cgroup: Path | None) -> None:
-    """SIGKILLs the session led by ``leader`` and everything in ``cgroup``, repeatedly until empty."""
-    for _ in range(50):
-        victims = set(_session_pids(leader))
-        if cgroup is not None:
-            try:
-                victims |= {int(p) for p in (cgroup / "cgroup.procs").read_text().split() if _alive(int(p))}
-            except OSError:
-                pass
-        victims.discard(os.getpid())
-        if not victims:
-            return
-        for pid in victims:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.01)
 
 
 class _Reader(threading.Thread):
@@ -170,114 +85,186 @@ class _Reader(threading.Thread):
                 self.overflow = True
 
 
+class _Init:
+    """bwrap's pid 1 in the sandbox, learnt from ``--info-fd``; held as a pidfd (no pid reuse)."""
+
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
+        self.pid: int | None = None
+        self.pidfd: int | None = None
+        os.set_blocking(fd, False)
+
+    def poll(self) -> None:
+        if self.pid is not None or self.fd < 0:
+            return
+        try:
+            while chunk := os.read(self.fd, 4096):
+                self.buffer += chunk
+        except BlockingIOError:
+            pass
+        try:
+            self.pid = int(json.loads(self.buffer)["child-pid"])
+        except (ValueError, KeyError):
+            return
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:  # already gone, and with it the whole namespace
+            pass
+
+    def kill(self) -> None:
+        if self.pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        for fd in (self.fd, self.pidfd):
+            if fd is not None and fd >= 0:
+                os.close(fd)
+        self.fd, self.pidfd = -1, None
+
+
+def _descendants(pid: int) -> int:
+    """How many processes descend from ``pid`` (the sandbox's processes, seen from outside)."""
+    count, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except OSError:
+                continue
+            count += len(children)
+            todo += children
+    return count
+
+
+def _stop(proc: subprocess.Popen, init: _Init) -> None:
+    """Ends the run: SIGKILL pid 1 (the kernel then empties the namespace), bwrap as a fallback."""
+    init.poll()
+    init.kill()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # --die-with-parent takes the sandbox along
+        except OSError:
+            pass
+        proc.wait()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding ``data``: bwrap copies it in, nothing lands on the host's disk."""
+    fd = os.memfd_create(name)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def check_sandbox() -> None:
+    """Raises :class:`SandboxUnavailable` (naming what is missing) unless a confined run works here."""
+    result = run_python("print('ok')", timeout_s=30)
+    if result.stdout != "ok\n":
+        raise SandboxUnavailable(f"the python sandbox started but a trivial run failed: {result}")
+
+
 def run_python(code: str, timeout_s: float = 10.0, cpu_s: int = 5, memory_mb: int = 512,
                max_processes: int = 1, max_output_bytes: int = 65536, max_file_mb: int = 16,
-               stdin: str = "") -> SandboxResult:
+               stdin: str = "", disk_mb: int = 64) -> SandboxResult:
     """Runs ``code`` in a fresh sandbox and returns what happened; never raises for the code's faults.
 
-    ``max_processes`` counts the interpreter itself: 1 means the code may not start any
-    process. ``memory_mb`` caps the address space (Python itself needs ~30 MB).
+    ``max_processes`` counts the interpreter itself: 1 means the code may not keep any other
+    process (one that appears is killed with the run, reason ``processes``). ``memory_mb``
+    caps the address space of each process (Python itself needs ~30 MB); ``disk_mb`` is the
+    size of the sandbox's only writable place (``/tmp``, the working directory, which also
+    holds ``main.py``), ``max_file_mb`` the largest single file. Raises
+    :class:`SandboxUnavailable` where the sandbox cannot be set up.
     """
-    if timeout_s <= 0 or cpu_s <= 0 or memory_mb < 32 or max_processes < 1 or max_output_bytes < 1:
-        raise ValueError("run_python needs timeout_s > 0, cpu_s > 0, memory_mb >= 32, "
-                         f"max_processes >= 1, max_output_bytes >= 1; got timeout_s={timeout_s}, "
-                         f"cpu_s={cpu_s}, memory_mb={memory_mb}, max_processes={max_processes}, "
-                         f"max_output_bytes={max_output_bytes}")
-    workdir = Path(tempfile.mkdtemp(prefix="edgesmith-sandbox-"))
-    (workdir / "main.py").write_text(code, encoding="utf-8")
-    is_root = os.geteuid() == 0
-    netns = is_root and _can_unshare_net()
-    # pids.max counts threads as well as processes: leave headroom for threads, the watchdog
-    # holds processes to max_processes; the cgroup is the hard cap a fork bomb cannot outrun.
-    cgroup = _make_cgroup(max_processes + THREAD_HEADROOM) if is_root else None
-    layers = ["session-watchdog"]
-    layers += ["pids-cgroup"] if cgroup else [] if is_root else ["rlimit-nproc"]
-    layers += ["audit-hook"] if max_processes <= 1 else []
-    isolation = {
-        "network": "namespace+audit-hook" if netns else "audit-hook",
-        "processes": "+".join(layers),
-        "files": "audit-hook+rlimit-fsize",
-        "memory": "rlimit-as",
-        "cpu": "rlimit-cpu",
-    }
-    nproc_limit = max_processes
-    if not is_root:  # RLIMIT_NPROC counts every process of the real user: allow the ones running
-        try:
-            import psutil
-
-            uid = os.getuid()
-            nproc_limit += sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
-        except Exception:
-            nproc_limit += 4096
-    cgroup_procs = str(cgroup / "cgroup.procs") if cgroup else None
-    memory_bytes = memory_mb * 1024 * 1024
-
-    def preexec() -> None:  # runs in the child between fork and exec: no locks, no imports
-        if cgroup_procs:  # raw fds: no io-module locks in the forked child
-            fd = os.open(cgroup_procs, os.O_WRONLY)
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
-        if netns:
-            _libc.unshare(CLONE_NEWNET)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_mb * 1024 * 1024,) * 2)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc_limit, nproc_limit))
-
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(workdir), "TMPDIR": str(workdir),
-           "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"}
+    if (timeout_s <= 0 or cpu_s <= 0 or memory_mb < 32 or max_processes < 1 or max_output_bytes < 1
+            or max_file_mb < 1 or disk_mb < 1):
+        raise ValueError("run_python needs timeout_s > 0, cpu_s > 0, memory_mb >= 32, max_processes >= 1, "
+                         "max_output_bytes >= 1, max_file_mb >= 1, disk_mb >= 1; got "
+                         f"timeout_s={timeout_s}, cpu_s={cpu_s}, memory_mb={memory_mb}, "
+                         f"max_processes={max_processes}, max_output_bytes={max_output_bytes}, "
+                         f"max_file_mb={max_file_mb}, disk_mb={disk_mb}")
+    bwrap = confinement.find_bwrap()
+    # the tasks of the sandbox's user namespace: bwrap's pid 1, the processes, their threads
+    max_tasks = 1 + max_processes + THREAD_HEADROOM
+    argv = confinement.python_argv(cpu_s, memory_mb * 1024 * 1024, max_file_mb * 1024 * 1024, max_tasks, NOFILE)
+    roots = confinement.python_roots()
+    as_root = os.geteuid() == 0
+    # root: bwrap runs as nobody through the launcher, which stages the roots where nobody reaches them
+    mounts = [(root_launcher.staged(i) if as_root else root, root) for i, root in enumerate(roots)]
+    code_fd = _memfd("edgesmith-sandbox-code", code.encode("utf-8"))
+    boot_fd = _memfd("edgesmith-sandbox-boot", confinement.BOOT_SOURCE.read_bytes())
+    info_r, info_w = os.pipe()
+    cmd = confinement.command(bwrap, mounts, code_fd, boot_fd, info_w, disk_mb * 1024 * 1024, argv)
+    if as_root:
+        cmd = [sys.executable, "-I", "-S", str(LAUNCHER), *roots, "--", *cmd]
     started = time.monotonic()
     killed_reason: str | None = None
     timed_out = False
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", str(BOOT), str(workdir), str(max_processes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=workdir,
-            env=env, start_new_session=True, preexec_fn=preexec, close_fds=True,
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={}, cwd="/",
+            start_new_session=True, pass_fds=(code_fd, boot_fd, info_w), close_fds=True,
         )
+    except BaseException:
+        os.close(info_r)
+        raise
+    finally:
+        for fd in (code_fd, boot_fd, info_w):
+            os.close(fd)
+    init = _Init(info_r)
+    try:
         readers = [_Reader(proc.stdout, max_output_bytes), _Reader(proc.stderr, max_output_bytes)]
         for r in readers:
             r.start()
-        try:
-            proc.stdin.write(stdin.encode())
-            proc.stdin.close()
-        except OSError:
-            pass
-        while True:
-            if proc.poll() is not None:
-                break
+        threading.Thread(target=_feed, args=(proc.stdin, stdin.encode()), daemon=True).start()
+        next_count = 0.0
+        while proc.poll() is None:
+            init.poll()
             elapsed = time.monotonic() - started
             if elapsed > timeout_s:
                 killed_reason, timed_out = "timeout", True
             elif any(r.overflow for r in readers):
                 killed_reason = "output"
-            elif len(_session_pids(proc.pid)) > max_processes:
-                killed_reason = "processes"
+            elif init.pid is not None and elapsed >= next_count:
+                next_count = elapsed + 0.1
+                if _descendants(init.pid) > max_processes:
+                    killed_reason = "processes"
             if killed_reason:
                 break
-            time.sleep(0.02)
-        _kill_all(proc.pid, cgroup)  # the leader may be gone, its children may not
-        proc.wait()
+            time.sleep(POLL_S)
+        _stop(proc, init)
         for r in readers:
             r.join(timeout=2)
+        init.poll()
+        started_code = init.pid is not None
     finally:
-        if cgroup is not None:
-            for _ in range(100):
-                try:
-                    cgroup.rmdir()
-                    break
-                except OSError:
-                    _kill_all(-1, cgroup)
-                    time.sleep(0.02)
-        shutil.rmtree(workdir, ignore_errors=True)
-    exit_code = proc.returncode
+        if proc.poll() is None:
+            _stop(proc, init)
+        init.close()
     stdout = bytes(readers[0].data).decode("utf-8", "replace")
     stderr = bytes(readers[1].data).decode("utf-8", "replace")
+    if not started_code and killed_reason is None:
+        raise confinement.start_failure(stderr)
+    exit_code = proc.returncode
+    if exit_code is not None and exit_code > 128:  # bwrap: 128 + the signal that killed the code
+        exit_code = -(exit_code - 128)
     if killed_reason is None:
         if exit_code in (-signal.SIGXCPU, -signal.SIGKILL):
-            # SIGXCPU at the soft CPU limit; SIGKILL at the hard one (we did not send it)
+            # SIGXCPU at the soft CPU limit; SIGKILL at the hard one (the watchdog did not send it)
             killed_reason = "cpu"
         elif "MemoryError" in stderr or "Cannot allocate memory" in stderr:
             killed_reason = "memory"
@@ -287,5 +274,29 @@ def run_python(code: str, timeout_s: float = 10.0, cpu_s: int = 5, memory_mb: in
         stdout=stdout, stderr=stderr, exit_code=exit_code, timed_out=timed_out,
         killed_reason=killed_reason, duration_s=time.monotonic() - started,
         stdout_truncated=readers[0].overflow, stderr_truncated=readers[1].overflow,
-        isolation=isolation,
+        isolation=_isolation(disk_mb, max_processes, as_root),
     )
+
+
+def _feed(pipe, data: bytes) -> None:
+    """Writes stdin in a thread: code that never reads it must not block the watchdog."""
+    try:
+        pipe.write(data)
+        pipe.close()
+    except OSError:
+        pass
+
+
+def _isolation(disk_mb: int, max_processes: int, as_root: bool) -> dict[str, str]:
+    return {
+        "confinement": "bubblewrap",
+        "user": "nobody (65534) in its own user namespace; on the host: "
+                + ("nobody (the caller is root)" if as_root else "the caller's uid"),
+        "namespaces": "user,pid,mount,network,ipc,uts,cgroup",
+        "network": "namespace (own loopback only)",
+        "files": f"read-only system; tmpfs {disk_mb} MB at {confinement.WORKDIR} (only writable place); rlimit-fsize",
+        "processes": f"rlimit-nproc+watchdog (max {max_processes})",
+        "memory": "rlimit-as",
+        "cpu": "rlimit-cpu",
+        "watchdog": "caller (outside the sandbox's pid namespace)",
+    }
