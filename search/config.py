@@ -17,6 +17,7 @@ LAYOUTS = ("pattern", "free")
 PLACEMENTS = ("spread", "start", "end")
 SAMPLERS = ("nsga2", "nsga3", "tpe", "random", "gp")
 CHOOSE_RULES = ("best_quality", "fastest", "smallest")
+CHOOSE_FALLBACKS = ("none", "nearest")
 
 
 @dataclass
@@ -25,8 +26,9 @@ class SpaceConfig:
 
     num_layers / num_attention: ``[min, max]`` integer ranges; every other list is a set of
     categorical choices. ``operators`` maps each allowed operator (any registered one,
-    third-party included; empty mapping: every registered operator with default options)
-    to ``{option: [choices]}``; an option's value is shared by all layers of that operator.
+    third-party included) to ``{option: [choices]}``; exactly the operators named are
+    searched, in that order; null or an empty mapping: every registered operator with
+    default options. An option's value is shared by all layers of that operator.
     ``layout=pattern``: ``num_attention`` layers use one operator of ``attention_operators``
     placed by ``placements`` (spread: evenly through the stack, as in LFM2; start; end), the
     others one of the remaining operators. ``layout=free``: each layer slot picks any operator.
@@ -41,8 +43,9 @@ class SpaceConfig:
     tie_word_embeddings: list[bool] = field(default_factory=lambda: [True])
     max_position_embeddings: int = 4096
     layout: str = "pattern"
-    operators: dict[str, Any] = field(
-        default_factory=lambda: {"short_conv": {"conv_length": [3]}, "gqa": {}})
+    # null, not a mapping: OmegaConf merges a configured mapping *into* a mapping default,
+    # so a default {short_conv, gqa} could never be narrowed (or emptied) by a config.
+    operators: Optional[dict[str, Any]] = None
     attention_operators: list[str] = field(default_factory=lambda: ["gqa", "swa"])
     num_attention: list[int] = field(default_factory=lambda: [1, 2])
     placements: list[str] = field(default_factory=lambda: ["spread", "end"])
@@ -53,7 +56,9 @@ class ConstraintsConfig:
     """Feasibility limits. A trial violating any is infeasible (Optuna constraint > 0).
 
     Parameter counts include the embedding once when tied. ``peak_memory_mb`` bounds the
-    measured peak RSS of the profiling process; the latency budgets are optional.
+    candidate's own measured peak RSS (above the measuring process's interpreter + torch
+    baseline; before measuring, the analytic weights + decode state); the latency budgets
+    are optional.
     """
 
     min_params: int = 0
@@ -93,12 +98,17 @@ class ChooseConfig:
     ``prefill_ms``; null: the constraint of the same name, or no limit); then
     ``best_quality`` takes the lowest proxy value, ``fastest`` the lowest decode latency,
     ``smallest`` the lowest peak memory; ties go to the lower decode latency.
+    ``fallback`` when no feasible trial is within the budgets: ``none`` (nothing is chosen;
+    the search stage fails) or ``nearest`` (the feasible trial whose worst measurement is the
+    smallest multiple of its budget; a loaded machine then still yields an architecture, and
+    the reason says the budget was missed).
     """
 
     rule: str = "best_quality"
     decode_ms: Optional[float] = None
     peak_rss_mb: Optional[float] = None
     prefill_ms: Optional[float] = None
+    fallback: str = "none"
     model_name: str = "searched"
 
 
@@ -112,9 +122,11 @@ class SearchConfig:
     gRPC storage proxy; needs grpcio). Workers sharing ``storage`` and ``study_name``
     work on one study. ``n_trials`` counts evaluated trials of the whole study (measured,
     or pruned by the proxy; candidates rejected by the analytic cost model are not
-    counted), so a re-run resumes with the remainder. ``corpus_documents`` and
-    ``tokenizer_vocab`` (0: UTF-8 bytes) set the text the ``short_train`` proxy trains on
-    when the search runs from the command or the stage (the built-in corpus).
+    counted), so a re-run resumes with the remainder. ``corpus_documents``: how many
+    documents of the built-in corpus the ``short_train`` proxy trains on when the search
+    runs from the command or the stage (``search.proxy.options.tokenizer`` says how they
+    are tokenized: ``bpe``, the pipeline's tokenizer at each candidate's vocabulary size, or
+    ``bytes``).
     """
 
     name: str = "tiny"
@@ -137,7 +149,6 @@ class SearchConfig:
     choose: ChooseConfig = field(default_factory=ChooseConfig)
     plots: bool = True
     corpus_documents: int = 300
-    tokenizer_vocab: int = 0
 
     def __post_init__(self) -> None:
         check_search_config(self)
@@ -178,9 +189,10 @@ def check_search_config(cfg: SearchConfig) -> None:
     bad = [p for p in s.placements if p not in PLACEMENTS]
     if not s.placements or bad:
         raise ConfigError("search.space.placements", list(s.placements), f"a non-empty subset of {list(PLACEMENTS)}")
-    if not isinstance(s.operators, dict):
-        raise ConfigError("search.space.operators", s.operators, "a mapping operator -> {option: [choices]}")
-    for op, opts in s.operators.items():
+    if s.operators is not None and not isinstance(s.operators, dict):
+        raise ConfigError("search.space.operators", s.operators,
+                          "a mapping operator -> {option: [choices]} (null or {}: every registered operator)")
+    for op, opts in (s.operators or {}).items():
         if opts is None:
             continue
         if not isinstance(opts, dict):
@@ -188,6 +200,8 @@ def check_search_config(cfg: SearchConfig) -> None:
         for opt, choices in opts.items():
             if not isinstance(choices, list) or not choices:
                 raise ConfigError(f"search.space.operators.{op}.{opt}", choices, "a non-empty list of choices")
+    if cfg.corpus_documents < 1:
+        raise ConfigError("search.corpus_documents", cfg.corpus_documents, "an integer >= 1")
     if cfg.n_trials < 1:
         raise ConfigError("search.n_trials", cfg.n_trials, "an integer >= 1")
     bad = [o for o in cfg.objectives if o not in OBJECTIVES]
@@ -197,6 +211,8 @@ def check_search_config(cfg: SearchConfig) -> None:
         raise ConfigError("search.sampler", cfg.sampler, f"one of {', '.join(SAMPLERS)}")
     if cfg.choose.rule not in CHOOSE_RULES:
         raise ConfigError("search.choose.rule", cfg.choose.rule, f"one of {', '.join(CHOOSE_RULES)}")
+    if cfg.choose.fallback not in CHOOSE_FALLBACKS:
+        raise ConfigError("search.choose.fallback", cfg.choose.fallback, f"one of {', '.join(CHOOSE_FALLBACKS)}")
     if cfg.max_infeasible < 1:
         raise ConfigError("search.max_infeasible", cfg.max_infeasible, "an integer >= 1")
     c = cfg.constraints

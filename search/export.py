@@ -1,10 +1,4 @@
-"""Chooses the architecture to keep and exports it as a Hydra ``model`` config and an EdgeConfig dir.
-
-The rule (``search.choose``) is applied to finished trials that met every constraint:
-first the budgets (``choose.decode_ms``, ``choose.peak_rss_mb``, ``choose.prefill_ms``;
-a null budget falls back to the constraint of the same name), then ``best_quality``
-(lowest proxy value), ``fastest`` (lowest decode latency) or ``smallest`` (lowest peak
-memory); ties go to the lower decode latency, then the lower trial number.
+"""Exports the chosen architecture (:mod:`.choice`) as a Hydra ``model`` config and an EdgeConfig dir.
 
 Outputs in the run directory:
 
@@ -22,40 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import optuna
 from omegaconf import OmegaConf
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from .config import SearchConfig
 from .cost import build_config
-
-
-def candidates(study: optuna.Study) -> list[FrozenTrial]:
-    """Finished trials that met every constraint and carry a candidate."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("feasible") is True and "model_config" in t.user_attrs]
-
-
-def _metric(trial: FrozenTrial, name: str) -> float:
-    profile = trial.user_attrs.get("profile") or {}
-    if name == "proxy":
-        return float(trial.user_attrs["proxy"])
-    key = {"decode_ms": "decode_ms_per_token"}.get(name, name)
-    return float(profile.get(key, float("inf")))
-
-
-def choose(study: optuna.Study, cfg: SearchConfig) -> FrozenTrial | None:
-    """The trial the configured rule picks, or None when no feasible trial is within budget."""
-    c, budgets = cfg.choose, cfg.constraints
-    limits = {"decode_ms": c.decode_ms if c.decode_ms is not None else budgets.decode_ms,
-              "peak_rss_mb": c.peak_rss_mb if c.peak_rss_mb is not None else budgets.peak_memory_mb,
-              "prefill_ms": c.prefill_ms if c.prefill_ms is not None else budgets.prefill_ms}
-    pool = [t for t in candidates(study)
-            if all(limit is None or _metric(t, name) <= limit for name, limit in limits.items())]
-    if not pool:
-        return None
-    key = {"best_quality": "proxy", "fastest": "decode_ms", "smallest": "peak_rss_mb"}[c.rule]
-    return min(pool, key=lambda t: (_metric(t, key), _metric(t, "decode_ms"), t.number))
 
 
 def export_choice(trial: FrozenTrial, run_dir: Path, model_name: str, study_name: str) -> tuple[Path, Path]:

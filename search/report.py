@@ -6,7 +6,7 @@
 - ``pareto_front.png``, ``optimization_history.png``, ``param_importances.png``
   (optuna.visualization.matplotlib);
 - ``summary.json``: trial counts, target fingerprint, Spearman rank correlation between
-  the analytic estimate and the measurement, the chosen trial;
+  the analytic estimate and the measurement, the chosen trial and why (:mod:`.choice`);
 - the chosen architecture (see :mod:`edgesmith.search.export`).
 """
 
@@ -25,35 +25,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import SearchConfig
-from .export import choose, export_choice
-
-
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial."""
-    objectives = study.user_attrs.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))]
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        u = t.user_attrs
-        est, prof, mc = u.get("estimate") or {}, u.get("profile") or {}, u.get("model_config") or {}
-        row: dict[str, Any] = {
-            "number": t.number, "state": t.state.name, "worker": u.get("worker"),
-            "retry_of": t.system_attrs.get("failed_trial"),
-            "feasible": u.get("feasible"), "violations": "; ".join(u.get("violations", [])),
-            "pattern": u.get("pattern"), "layers": len(mc.get("layers", [])) or None,
-            "hidden_size": mc.get("hidden_size"), "vocab_size": mc.get("vocab_size"),
-            "params": est.get("params"), "non_embedding_params": est.get("non_embedding_params"),
-            "embedding_share": est.get("embedding_share"), "est_memory_mb": est.get("memory_mb"),
-            "est_decode_flops": est.get("decode_flops_per_token"),
-            "proxy": u.get("proxy"), "prefill_ms": prof.get("prefill_ms"),
-            "decode_ms": prof.get("decode_ms_per_token"), "peak_rss_mb": prof.get("peak_rss_mb"),
-            "decode_cv": prof.get("decode_cv"), "prefill_cv": prof.get("prefill_cv"),
-            "profile_s": prof.get("profile_s"), "duration_s": t.duration.total_seconds() if t.duration else None,
-            "error": u.get("error"), "pruned": u.get("pruned"),
-        }
-        for name, value in zip(objectives, t.values or []):
-            row[f"value_{name}"] = value
-        rows.append(row)
-    return rows
+from .choice import choose, describe_choice, pareto_front
+from .export import export_choice
+from .rows import trial_rows
 
 
 def spearman(frame: pd.DataFrame) -> dict[str, float | None]:
@@ -76,7 +50,7 @@ def spearman(frame: pd.DataFrame) -> dict[str, float | None]:
 
 def pareto_table(study: optuna.Study, objectives: list[str]) -> tuple[Table, list[FrozenTrial]]:
     """The feasible Pareto front (Optuna's ``best_trials`` honours the constraints)."""
-    front = sorted(study.best_trials, key=lambda t: t.values)
+    front = pareto_front(study)
     table = Table(title=f"Pareto front of study '{study.study_name}' ({len(front)} trials)")
     for col in ("trial", "pattern", "params", *objectives, "worker"):
         table.add_column(col)
@@ -145,13 +119,16 @@ def write_outputs(study: optuna.Study, cfg: SearchConfig, result: Any, console: 
     if chosen is not None:
         yaml_path, chosen_dir = export_choice(chosen, out, cfg.choose.model_name, cfg.study_name)
         result.model_yaml, result.chosen_dir = yaml_path, chosen_dir
+        proxy_cls = plugins.get("quality_proxy", cfg.proxy.name, key="search.proxy.name") if plugins else None
+        choice = describe_choice(study, cfg, chosen, getattr(proxy_cls, "unit", "proxy value"))
         result.chosen = {"trial": chosen.number, "values": dict(zip(objectives, chosen.values)),
                          "pattern": chosen.user_attrs.get("pattern"),
                          "model_config": chosen.user_attrs["model_config"],
                          "profile": chosen.user_attrs.get("profile") or {},
-                         "estimate": chosen.user_attrs.get("estimate") or {}}
+                         "estimate": chosen.user_attrs.get("estimate") or {},
+                         "choice": choice}
         console.print(f"chosen ({cfg.choose.rule}): trial {chosen.number} -> {chosen_dir}/config.json "
-                      f"and {yaml_path}", highlight=False)
+                      f"and {yaml_path}\nwhy: {choice['reason']}", highlight=False)
     else:
         console.print("[yellow]no finished trial met the constraints and budgets: nothing exported[/yellow]")
     summary = {"study": cfg.study_name, "storage": result.storage_url, "states": result.states,

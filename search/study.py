@@ -8,7 +8,8 @@ candidates the analytic cost model rejects are not counted), so a re-run resumes
 what is left and never redoes a finished trial; a trial whose worker died (no heartbeat for
 ``grace_period_s``) is failed and queued again with the same parameters for any live worker.
 
-Per trial: the space suggests a candidate; the analytic cost model rejects candidates
+Per trial: the space suggests a candidate (one already evaluated reuses its results,
+:mod:`.duplicates`); the analytic cost model rejects candidates
 outside the parameter range, embedding share or memory budget without building them
 (pruned, marked infeasible); the quality proxy runs (its intermediate values may prune
 the trial); the profiler measures it on the target. Constraints go to Optuna with
@@ -37,6 +38,7 @@ from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
 
 from .config import SearchConfig
 from .cost import estimate_cost
+from .duplicates import MAX_CONSECUTIVE, find_twin, is_duplicate, reuse, trailing_duplicates
 from .proxies.short_train import ProxyPruned
 from .space import SearchSpace, layer_pattern
 from .storage import ResolvedStorage, fail_stale, resolve_storage
@@ -189,6 +191,11 @@ class Objective:
         model_config = self.space.sample(trial)
         trial.set_user_attr("model_config", model_config)
         trial.set_user_attr("pattern", layer_pattern(model_config))
+        twin = find_twin(trial.study, model_config)
+        if twin is not None:
+            self.console.print(f"trial {trial.number}: same candidate as trial {twin.number}, its results "
+                               "reused (not counted)", highlight=False)
+            return reuse(trial, twin)
         try:
             est = estimate_cost(model_config, self.context, 1, self.dtype_bytes, self.plugins)
         except ConfigError as exc:  # an operator refused its options at these dims
@@ -219,11 +226,14 @@ class Objective:
             trial.set_user_attr("proxy_curve", dict(curve))
             return self._prune_rule(trial, step, value)
 
+        proxy_start = time.perf_counter()
         try:
             proxy_value = float(self.proxy.evaluate(model_config, report=report))
         except ProxyPruned as exc:
             trial.set_user_attr("pruned", str(exc))
             raise optuna.TrialPruned(str(exc)) from exc
+        finally:
+            trial.set_user_attr("proxy_s", time.perf_counter() - proxy_start)
         trial.set_user_attr("proxy", proxy_value)
         profile = {}
         if any(o != "proxy" for o in self.cfg.objectives) or c.peak_memory_mb or c.decode_ms or c.prefill_ms:
@@ -272,7 +282,8 @@ def _evaluated(study: optuna.Study) -> int:
     nothing is feasible.
     """
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    return sum(t.state == TrialState.COMPLETE or t.user_attrs.get("feasible") is not False for t in trials)
+    return sum((t.state == TrialState.COMPLETE or t.user_attrs.get("feasible") is not False)
+               and not is_duplicate(t) for t in trials)
 
 
 def _check_infeasible(study: optuna.Study, cfg: SearchConfig) -> None:
@@ -334,6 +345,10 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
             break
         if cfg.timeout_s is not None and time.time() - started > cfg.timeout_s:
             console.print(f"search.timeout_s={cfg.timeout_s} reached with {done} finished trials")
+            break
+        if trailing_duplicates(study) >= MAX_CONSECUTIVE:
+            console.print(f"the sampler proposed only known candidates {MAX_CONSECUTIVE} times in a row: "
+                          f"the space looks exhausted; stopping with {done} finished trials")
             break
         if done + counts["RUNNING"] >= cfg.n_trials and counts["WAITING"] == 0:
             # Other workers hold the last trials; wait in case one dies and its trial is requeued.

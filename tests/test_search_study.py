@@ -117,7 +117,11 @@ def test_search_stage_hands_a_model_config_to_the_next_stage(tmp_path):
     study = optuna.load_study(study_name="edgesmith-tiny", storage=artifact.metadata["storage"])
     assert config.layers == study.trials[artifact.metadata["trial"]].user_attrs["model_config"]["layers"]
     profile = artifact.metadata["profile"]
-    assert profile["decode_ms_per_token"] > 0 and profile["peak_rss_mb"] > profile["baseline_rss_mb"]
+    assert profile["decode_ms_per_token"] > 0 and 0 < profile["peak_rss_mb"] < profile["baseline_rss_mb"]
+    assert profile["peak_rss_total_mb"] == pytest.approx(profile["baseline_rss_mb"] + profile["peak_rss_mb"])
+    choice = artifact.metadata["choice"]
+    assert choice["rule"] == "best_quality" and choice["row"]["number"] == artifact.metadata["trial"]
+    assert f"trial {artifact.metadata['trial']}" in choice["reason"] and choice["pareto"]
     assert profile["measured_params"] == artifact.metadata["estimate"]["params"]
     assert (tmp_path / "search" / "study.db").exists()
 

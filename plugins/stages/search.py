@@ -1,8 +1,9 @@
 """The ``search`` stage and the ``edgesmith search`` command: run the architecture search.
 
 Both read the ``search`` config group (:class:`edgesmith.search.config.SearchConfig`) and
-supply what search/ must not import itself: the built-in corpus (and optionally a
-tokenizer trained on it) for the ``short_train`` proxy. The stage returns an artifact of
+supply what search/ must not import itself: the built-in corpus and the pipeline's BPE
+trainer for the ``short_train`` proxy (which trains one tokenizer per candidate vocabulary
+size with ``search.proxy.options.tokenizer=bpe``). The stage returns an artifact of
 kind ``model_config`` whose path holds the chosen ``config.json`` (read it with
 ``EdgeConfig.from_pretrained(path)``); re-running resumes the study in the stage directory.
 """
@@ -20,8 +21,16 @@ from edgesmith.core.stage_options import build_options
 from edgesmith.search.config import SearchConfig
 
 
+def bpe_encoder(texts: list[str], vocab_size: int) -> Any:
+    """The pipeline's tokenizer (byte-level BPE, chat special tokens) trained at ``vocab_size``."""
+    from edgesmith.plugins.world.tokenizer import train_tokenizer
+    from edgesmith.search.proxies.text_data import tokenizer_encoder
+
+    return tokenizer_encoder(train_tokenizer(texts, vocab_size))
+
+
 def proxy_inputs(cfg: SearchConfig) -> dict[str, Any]:
-    """The corpus (and tokenizer) the ``short_train`` proxy trains on; nothing for other proxies."""
+    """The built-in corpus and the BPE trainer the ``short_train`` proxy needs; nothing for other proxies."""
     if cfg.proxy.name != "short_train" or "texts" in cfg.proxy.options:
         return {}
     from edgesmith.plugins.world.corpus import build_corpus
@@ -29,19 +38,7 @@ def proxy_inputs(cfg: SearchConfig) -> dict[str, Any]:
     def texts_fn() -> list[str]:
         return build_corpus(cfg.corpus_documents, seed=cfg.seed)
 
-    inputs: dict[str, Any] = {"texts_fn": texts_fn}
-    if cfg.tokenizer_vocab:
-        def encode(texts: list[str]) -> tuple[list[int], int]:
-            from edgesmith.plugins.world.tokenizer import train_tokenizer
-
-            tok = train_tokenizer(texts, cfg.tokenizer_vocab)
-            ids: list[int] = []
-            for row in tok(texts)["input_ids"]:
-                ids.extend(row + [tok.eos_token_id])
-            return ids, len(tok)
-
-        inputs["encode"] = encode
-    return inputs
+    return {"texts_fn": texts_fn, "bpe_encoder": bpe_encoder}
 
 
 def search_command(cfg: Any, run_dir: Path) -> Any:
@@ -66,11 +63,15 @@ class SearchStage(Stage):
         if result.chosen is None or result.chosen_dir is None:
             raise StageError(self.name, "no finished trial met the constraints and budgets, so there is "
                                         f"no architecture to pass on; see {ctx.out_dir / 'trials.csv'} and "
-                                        "loosen search.constraints or search.choose budgets")
+                                        "loosen search.constraints or search.choose budgets (or set "
+                                        "search.choose.fallback=nearest)")
         chosen = result.chosen
         ctx.log_metrics(trial=chosen["trial"], **{f"value_{k}": v for k, v in chosen["values"].items()})
         return Artifact(kind="model_config", path=str(result.chosen_dir), metadata={
             "profile": chosen["profile"], "estimate": chosen["estimate"], "values": chosen["values"],
             "trial": chosen["trial"], "pattern": chosen["pattern"], "study": result.study_name,
             "storage": result.storage_url, "model_yaml": str(result.model_yaml), "spearman": result.spearman,
+            # {"rule", "budgets", "within_budget", "proxy_unit", "reason", "row", "pareto"}: what the
+            # report shows about why this architecture (edgesmith.search.choice.describe_choice).
+            "choice": chosen["choice"],
         })

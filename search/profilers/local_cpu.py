@@ -35,6 +35,9 @@ class LocalCPUOptions:
     warmup / repeats: untimed and timed runs per round; a round whose coefficient of
     variation exceeds max_cv is repeated, up to max_rounds rounds (the steadiest is kept).
     cpu_affinity: CPU indices to pin the process to (null: no pinning).
+    clock: ``wall`` (elapsed time) or ``cpu`` (the measuring thread's CPU time; threads=1
+    only). On cores shared with other jobs, wall-clock latencies of one candidate varied
+    3x between profiles; CPU time is what the same run costs on an idle core.
     timeout_s: a measurement taking longer is an error.
     """
 
@@ -48,6 +51,7 @@ class LocalCPUOptions:
     max_cv: float = 0.05
     max_rounds: int = 3
     cpu_affinity: Optional[list[int]] = None
+    clock: str = "wall"
     seed: int = 0
     timeout_s: float = 900.0
 
@@ -58,6 +62,11 @@ class LocalCPUOptions:
         require_at_least_one(self, key, ("threads", "prefill_tokens", "decode_context", "decode_tokens", "repeats", "max_rounds"))
         if self.warmup < 0:
             raise ConfigError(f"{key}.warmup", self.warmup, "an integer >= 0")
+        if self.clock not in ("wall", "cpu"):
+            raise ConfigError(f"{key}.clock", self.clock, "wall or cpu")
+        if self.clock == "cpu" and self.threads != 1:
+            raise ConfigError(f"{key}.clock", self.clock, f"wall, or cpu with {key}.threads=1",
+                              detail="one thread's CPU time is a latency only when one thread does the work")
 
 
 def cpu_model() -> str:
@@ -92,8 +101,13 @@ class LocalCPUProfiler(Profiler):
     """Builds each candidate at full size with random weights in a fresh process and times it.
 
     Returns the medians of prefill latency (P tokens) and per-token decode latency (after
-    C tokens), their coefficients of variation, the peak RSS (kernel high-water mark of
-    the measuring process) and how long the measurement took.
+    C tokens), their coefficients of variation, how long the measurement took, and memory
+    in MiB: ``peak_rss_mb`` is the candidate's own peak (the measuring process's kernel
+    high-water mark, reset once torch and the operators' code are loaded, minus that
+    baseline; see :mod:`.memory`), ``peak_rss_total_mb`` the whole process's peak and
+    ``baseline_rss_mb`` the interpreter + torch + edgesmith part. Objectives and the
+    ``peak_memory_mb`` constraint use ``peak_rss_mb``, so candidates are compared on what
+    they add, not on the runtime they share.
     """
 
     name = "local_cpu"

@@ -18,6 +18,7 @@ class ZeroCostProxy(QualityProxy):
     """``-non_embedding_params / scale`` (scale: 1e6 by default): no training, no forward pass."""
 
     name = "zero_cost"
+    unit = "minus non-embedding parameters (millions)"
 
     def __init__(self, scale: float = 1e6, **options: Any):
         super().__init__(scale=scale, **options)
