@@ -1,8 +1,9 @@
 """The pipeline runner: runs the configured stages in order, skipping and resuming.
 
 Each stage writes under ``<run_dir>/<stage>/`` and, when done, a completion record
-``_complete.json`` holding its artifact and a fingerprint of its options, the config
-sections it depends on and its predecessors' fingerprints. Re-running the same run
+``_complete.json`` holding its artifact, its wall time (``started``, ``finished``,
+``seconds``) and a fingerprint of its options, the config sections it depends on and its
+predecessors' fingerprints. Re-running the same run
 directory skips stages whose record matches; a stage whose inputs changed is re-run after
 its old directory is kept aside (``<stage>.stale-N``), so nothing already written is lost.
 An interrupted stage finds its own checkpoints in its directory and resumes from them.
@@ -126,7 +127,8 @@ def run_pipeline(cfg: Any, run_dir: str | Path, plugins: PluginManager | None = 
         seconds = time.time() - started
         _write_json_atomic(record_path, {
             "stage": name, "fingerprint": fingerprint, "artifact": artifact.to_dict(),
-            "seconds": round(seconds, 3), "finished": time.time(),
+            # wall time of this run of the stage: started/finished are Unix times, seconds their difference
+            "started": started, "seconds": round(seconds, 3), "finished": started + seconds,
         })
         artifacts[name] = artifact
         upstream = fingerprint

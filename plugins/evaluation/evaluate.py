@@ -1,11 +1,14 @@
 """``edgesmith eval``: doom-loop rate, task accuracy, length and speed per environment.
 
 For each environment, the eval-split prompts are answered greedily and/or by sampling
-(``samples`` completions per prompt at ``temperature``). Every completion is verified by
-its environment and judged by the loop detector (a loop = the token budget was reached
+(``samples`` completions at ``temperature`` for each of the first ``sampled_prompts``
+prompts); a prompt's greedy and sampled rows share one prefill. Every completion is verified
+by its environment and judged by the loop detector (a loop = the token budget was reached
 without an end-of-sequence token and the tail repeats). Per environment and decoding mode
-the result holds the loop rate with its Wilson 95% interval, accuracy, mean reward, mean
-length in tokens and tokens per second, plus every completion in ``completions.jsonl``.
+the result holds the loop rate and the accuracy, each with its Wilson 95% interval, mean
+reward, mean length in tokens, how the generations ended (``eos_share``: by themselves,
+``budget_share``: at the token budget, ``guard_share``: cut by the loop guard) and tokens
+per second, plus every completion in ``completions.jsonl``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from edgesmith.core.environment import Environment, Task
 from edgesmith.core.errors import ConfigError, EdgesmithError
 
 from .options import EvalOptions
-from .rollout import Completion, generate_completions, render_prompts
+from .rollout import Completion, generate_rollouts, render_prompts
 
 Z95 = 1.959963984540054  # the 97.5% quantile of the standard normal
 
@@ -100,21 +103,29 @@ def build_task_sets(options: EvalOptions, plugins: Any | None = None) -> dict[st
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Loop rate (+ Wilson 95%), accuracy, reward, length and speed of one environment x mode."""
+    """Loop rate and accuracy (+ Wilson 95%), reward, length, endings and speed of one environment x mode."""
     n = len(records)
     loops = sum(r["looping"] for r in records)
-    low, high = wilson_interval(loops, n)
+    correct = sum(r["correct"] for r in records)
     tokens = sum(r["n_tokens"] for r in records)
     seconds = sum(r["seconds"] for r in records)
+    eos = sum(r["stop_reason"] == "eos" for r in records)
+    budget = sum(r["stop_reason"] == "budget" for r in records)
     return {
         "n": n,
         "loops": loops,
         "loop_rate": loops / n,
-        "loop_rate_ci95": [low, high],
-        "accuracy": sum(r["correct"] for r in records) / n,
+        "loop_rate_ci95": list(wilson_interval(loops, n)),
+        "accuracy": correct / n,
+        "accuracy_ci95": list(wilson_interval(correct, n)),
         "mean_reward": sum(r["reward"] for r in records) / n,
         "mean_length": tokens / n,
-        "finished_rate": sum(r["finished"] for r in records) / n,
+        # how generations ended: by themselves, at the budget, or cut by the loop guard (sums to 1)
+        "eos_share": eos / n,
+        "eos_share_ci95": list(wilson_interval(eos, n)),
+        "budget_share": budget / n,
+        "guard_share": (n - eos - budget) / n,
+        "finished_rate": sum(r["finished"] for r in records) / n,  # = eos_share; kept for old readers
         "tokens_per_s": tokens / seconds if seconds > 0 else None,
     }
 
@@ -156,12 +167,9 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
     else:
         task_sets = build_task_sets(options, plugins)
     render_prompts(tokenizer, [t for _, tasks in task_sets.values() for t in tasks[:1]])  # fails on no template
-    modes: list[tuple[str, float, int]] = []
-    if options.greedy:
-        modes.append(("greedy", 0.0, 1))
-    if options.samples:
-        modes.append(("sampled", options.temperature, options.samples))
-    total = sum(len(tasks) * k for _, tasks in task_sets.values() for _, _, k in modes)
+    # (tasks[:None] is every task: sampled_prompts=null samples them all)
+    total = sum(options.greedy * len(tasks) + options.samples * len(tasks[:options.sampled_prompts])
+                for _, tasks in task_sets.values())
     if total == 0:
         raise EdgesmithError("the evaluation set is empty: no task in any environment")
     records: list[dict[str, Any]] = []
@@ -172,20 +180,22 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
                   TimeElapsedColumn(), console=console, transient=False) as progress:
         bar = progress.add_task("", total=total)
         for env_name, (env, tasks) in task_sets.items():
+            progress.update(bar, description=env_name)
+            # greedy and sampled rows of a prompt decode together, sharing the prompt's prefill
+            rollouts = generate_rollouts(
+                model, tokenizer, tasks, greedy=options.greedy, samples=options.samples,
+                sampled_tasks=options.sampled_prompts, temperature=options.temperature, top_p=options.top_p,
+                max_new_tokens=options.max_new_tokens, batch_size=options.batch_size, seed=options.seed,
+                loop_guard=options.loop_guard, progress=lambda done: progress.advance(bar, done))
+            detector = dict(options.loop_detector)
+            by_mode = {"greedy": [[c] for c in rollouts.greedy], "sampled": rollouts.sampled}
             results["environments"][env_name] = {}
-            for mode, temperature, k in modes:
-                progress.update(bar, description=f"{env_name} ({mode})")
-                completions = generate_completions(
-                    model, tokenizer, tasks, n_samples=k, temperature=temperature,
-                    max_new_tokens=options.max_new_tokens, batch_size=options.batch_size,
-                    top_p=options.top_p, seed=options.seed, loop_guard=options.loop_guard,
-                    progress=lambda done: progress.advance(bar, done))
-                mode_records = [
-                    {"env": env_name, **_judge(env, task, c, mode, j, dict(options.loop_detector))}
-                    for task, per_task in zip(tasks, completions) for j, c in enumerate(per_task)
-                ]
-                records.extend(mode_records)
-                results["environments"][env_name][mode] = summarize(mode_records)
+            for mode, per_task in by_mode.items():
+                mode_records = [{"env": env_name, **_judge(env, task, c, mode, j, detector)}
+                                for task, completions in zip(tasks, per_task) for j, c in enumerate(completions)]
+                if mode_records:
+                    records.extend(mode_records)
+                    results["environments"][env_name][mode] = summarize(mode_records)
     results["seconds"] = time.time() - started
     if out_dir is not None:
         from .report import write_report

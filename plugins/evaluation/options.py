@@ -13,9 +13,14 @@ class EvalOptions:
     """What to measure and how.
 
     ``envs``: environment names (``edgesmith plugins`` lists them); ``n_prompts``: eval-split
-    prompts per environment; ``greedy``: run greedy decoding; ``samples``: sampled
-    completions per prompt at ``temperature`` (0 = no sampled run); ``max_new_tokens``: the
-    token budget (a generation that hits it without ending may be a loop); ``difficulty`` and
+    prompts per environment; ``greedy``: one greedy completion per prompt; ``samples``: sampled
+    completions per prompt at ``temperature`` (0 = no sampled run); ``sampled_prompts``: how
+    many of the ``n_prompts`` prompts (the first ones) also get the ``samples`` sampled
+    completions (null: all of them), so a large greedy set need not multiply the sampling
+    cost; ``max_new_tokens``: the token budget (a generation that hits it without ending may
+    be a loop); ``batch_size``: sequences decoded together (on a CPU, larger batches amortise
+    each step's fixed cost; lower it for large models or long prompts, whose prefill
+    memory grows with it); ``difficulty`` and
     ``env_options`` (``{env: {option: value}}``) configure the environments; ``tasks_file``:
     a JSONL file of fixed tasks instead (one ``{"env", "messages", "reference", ...}`` per
     line); ``loop_guard``: stop looping generations early (they still count as loops);
@@ -26,10 +31,11 @@ class EvalOptions:
     n_prompts: int = 50
     greedy: bool = True
     samples: int = 4
+    sampled_prompts: Optional[int] = 50
     temperature: float = 0.8
     top_p: float = 1.0
     max_new_tokens: int = 256
-    batch_size: int = 8
+    batch_size: int = 64
     difficulty: int = 1
     seed: int = 0
     env_options: dict[str, Any] = field(default_factory=dict)
@@ -42,6 +48,10 @@ class EvalOptions:
             raise ConfigError("n_prompts", self.n_prompts, "an integer >= 1 (prompts per environment)")
         if self.samples < 0:
             raise ConfigError("samples", self.samples, "an integer >= 0 (sampled completions per prompt)")
+        if self.sampled_prompts is not None and self.sampled_prompts < 1:
+            raise ConfigError("sampled_prompts", self.sampled_prompts,
+                              "an integer >= 1 (prompts that also get the sampled completions) or null (all "
+                              "n_prompts prompts); to skip sampling set samples=0")
         if not self.greedy and self.samples == 0:
             raise ConfigError("samples", self.samples, "an integer >= 1 when greedy=false",
                               detail="with greedy=false and samples=0 nothing would be generated")
@@ -52,7 +62,7 @@ class EvalOptions:
         if self.max_new_tokens < 1:
             raise ConfigError("max_new_tokens", self.max_new_tokens, "an integer >= 1")
         if self.batch_size < 1:
-            raise ConfigError("batch_size", self.batch_size, "an integer >= 1")
+            raise ConfigError("batch_size", self.batch_size, "an integer >= 1 (sequences decoded together)")
         if not self.envs and not self.tasks_file:
             raise ConfigError("envs", list(self.envs), "a non-empty list of environment names (or tasks_file=PATH)",
                               detail="the evaluation set would be empty")

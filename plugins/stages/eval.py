@@ -22,9 +22,11 @@ class EvalStage(Stage):
 
         model_dir = model_input(ctx)
         results = evaluate(self.options, model_dir, out_dir=ctx.out_dir, plugins=ctx.plugins)
-        summary = {env: {mode: {k: m[k] for k in ("loop_rate", "loop_rate_ci95", "accuracy", "mean_length")}
+        keys = ("n", "loop_rate", "loop_rate_ci95", "accuracy", "accuracy_ci95", "mean_length", "eos_share",
+                "budget_share")
+        summary = {env: {mode: {k: m[k] for k in keys}
                          for mode, m in modes.items()}
                    for env, modes in results["environments"].items()}
         ctx.log_metrics(**{f"{env}/{mode}/{k}": v for env, modes in summary.items()
-                           for mode, m in modes.items() for k, v in m.items() if k != "loop_rate_ci95"})
+                           for mode, m in modes.items() for k, v in m.items() if not k.endswith("_ci95")})
         return Artifact(kind="report", path=str(ctx.out_dir), metadata={"model": str(model_dir), "summary": summary})

@@ -1,15 +1,20 @@
-"""The ``report`` stage: the run's trajectory, stage by stage, as markdown and PNG.
+"""The ``report`` stage: the run's trajectory, stage by stage, as markdown, PNG and JSON.
 
 For every earlier model artifact (pretrain, sft, dpo, rl, ...) it runs the evaluation with
 the run's ``eval`` options (reusing the ``eval`` stage's results for the model that stage
-already measured), then writes ``report.md`` and ``report.png``: per environment and stage,
-the doom-loop rate with its Wilson 95% interval and the accuracy, plus the chosen
-architecture with its measured latency and memory, the DPO rounds and any RL cold start.
+already measured), then writes ``report.md``, ``report.png`` and ``report.json``: per stage,
+environment and decoding mode (greedy, sampled) the doom-loop rate and the accuracy with
+their Wilson 95% intervals, the mean completion length and how generations ended (by
+themselves: ``eos_share``; at the token budget: ``budget_share``); the wall time of every
+stage (from the pipeline's completion records); the chosen architecture with the search's
+reason and Pareto front when the search left them; the DPO rounds and any RL cold start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,30 +56,150 @@ def _architecture(ctx: StageContext, first_model: str) -> dict[str, Any]:
     return facts
 
 
+def _choice(ctx: StageContext) -> dict[str, Any] | None:
+    """The search's account of its choice (``{"rule", "reason", "row", "pareto", ...}``), if it left one."""
+    chosen = ctx.latest("model_config")
+    choice = chosen.metadata.get("choice") if chosen is not None else None
+    return choice if isinstance(choice, dict) else None
+
+
+def _share(m: dict[str, Any], key: str, count_key: str | None = None) -> tuple[float | None, list[float] | None]:
+    """A rate and its Wilson interval from one summary (derived when an older results.json lacks the interval)."""
+    from edgesmith.plugins.evaluation.evaluate import wilson_interval
+
+    rate = m.get(key)
+    if rate is None:
+        return None, None
+    interval = m.get(f"{key}_ci95")
+    if interval is None and m.get("n"):
+        interval = wilson_interval(round(rate * m["n"]), m["n"])
+    return rate, list(interval) if interval is not None else None
+
+
 def _rows(per_stage: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for stage, results in per_stage.items():
         for env, modes in results["environments"].items():
             for mode, m in modes.items():
+                accuracy, accuracy_ci = _share(m, "accuracy")
+                # eos_share is new; older results call it finished_rate
+                eos, eos_ci = _share({**m, "eos_share": m.get("eos_share", m.get("finished_rate"))}, "eos_share")
                 rows.append({"stage": stage, "env": env, "mode": mode, "n": m["n"], "loop_rate": m["loop_rate"],
-                             "loop_rate_ci95": list(m["loop_rate_ci95"]), "accuracy": m["accuracy"],
-                             "mean_reward": m.get("mean_reward"), "mean_length": m.get("mean_length")})
+                             "loop_rate_ci95": list(m["loop_rate_ci95"]), "accuracy": accuracy,
+                             "accuracy_ci95": accuracy_ci, "mean_reward": m.get("mean_reward"),
+                             "mean_length": m.get("mean_length"), "eos_share": eos, "eos_share_ci95": eos_ci,
+                             "budget_share": m.get("budget_share"), "guard_share": m.get("guard_share"),
+                             "tokens_per_s": m.get("tokens_per_s")})
     return rows
 
 
-def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any], extras: list[str]) -> str:
+def stage_times(ctx: StageContext, report_started: float) -> dict[str, dict[str, Any]]:
+    """Start, end and wall seconds of every earlier stage (from its completion record), in pipeline
+    order, and of this report up to now."""
+    from edgesmith.core.pipeline import COMPLETE
+
+    names = list(OmegaConf.select(ctx.config, "pipeline.stages", default=None) or ctx.artifacts)
+    times: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name == ctx.name:
+            continue
+        record_path = ctx.out_dir.parent / name / COMPLETE
+        if not record_path.is_file():
+            continue
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue  # a torn record says nothing reliable; the stage is left out
+        seconds = record.get("seconds")
+        if seconds is None:
+            continue
+        end = record.get("finished")
+        start = record.get("started", end - seconds if end is not None else None)
+        times[name] = {"start": start, "end": end, "wall_s": float(seconds)}
+    now = time.time()
+    times[ctx.name] = {"start": report_started, "end": now, "wall_s": now - report_started, "partial": True}
+    return times
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "-" if not ci else f"[{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+TABLE_COLUMNS = ("stage", "env", "mode", "n", "loop rate", "loop 95% CI", "accuracy", "accuracy 95% CI",
+                 "EOS share", "budget share", "mean length", "mean reward")
+
+
+def table_cells(r: dict[str, Any]) -> list[str]:
+    """One row of the report's table, as it is printed (the tests read these back)."""
+    return [r["stage"], r["env"], r["mode"], str(r["n"]), _pct(r["loop_rate"]), _interval(r["loop_rate_ci95"]),
+            _pct(r.get("accuracy")), _interval(r.get("accuracy_ci95")), _pct(r.get("eos_share")),
+            _pct(r.get("budget_share")),
+            "-" if r.get("mean_length") is None else f"{r['mean_length']:.1f}",
+            "-" if r.get("mean_reward") is None else f"{r['mean_reward']:.3f}"]
+
+
+PARETO_COLUMNS = ("number", "pattern", "layers", "hidden_size", "vocab_size", "params", "embedding_share",
+                  "proxy", "decode_ms", "prefill_ms", "peak_rss_mb")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return str(value).replace("|", "/")
+
+
+def _choice_lines(choice: dict[str, Any]) -> list[str]:
+    """The search's rule, reason and Pareto front (the chosen row marked); whatever of it is there."""
+    lines = []
+    if choice.get("rule"):
+        lines.append(f"- rule: {choice['rule']}")
+    if choice.get("budgets"):
+        lines.append(f"- budgets: {', '.join(f'{k} <= {_cell(v)}' for k, v in dict(choice['budgets']).items())}")
+    if choice.get("reason"):
+        lines.append(f"- reason: {choice['reason']}")
+    front = [r for r in choice.get("pareto") or [] if isinstance(r, dict)]
+    if front:
+        columns = [c for c in PARETO_COLUMNS if any(r.get(c) is not None for r in front)]
+        if not columns:  # rows of another shape: their first scalar fields
+            columns = [k for k, v in front[0].items() if not isinstance(v, (dict, list))][:8]
+        chosen = choice.get("row") if isinstance(choice.get("row"), dict) else {}
+        lines += ["", f"Pareto front ({len(front)} candidates; * = chosen):", "",
+                  "| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        for r in front:
+            mark = "*" if chosen and (r == chosen or ("number" in r and r.get("number") == chosen.get("number"))) \
+                else ""
+            lines.append(f"| {mark} | " + " | ".join(_cell(r.get(c)) for c in columns) + " |")
+    return lines
+
+
+def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any], extras: list[str],
+             times: dict[str, dict[str, Any]] | None = None, choice: dict[str, Any] | None = None) -> str:
     lines = [f"# {title}", "", "## Loop rate and accuracy per stage and environment", "",
-             "A loop is a generation that hit the token budget with a repeating tail; the interval is "
-             "Wilson's 95% score interval.", "",
-             "| stage | env | mode | n | loop rate | loop 95% CI | accuracy | mean reward | mean length |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "A loop is a generation that hit the token budget with a repeating tail. Intervals are Wilson's "
+             "95% score intervals. EOS share: generations that ended by themselves; budget share: those cut "
+             "at the token budget (the rest, if any, were cut by the loop guard). Greedy: one completion per "
+             "prompt; sampled: several per prompt on a subset of the prompts.", "",
+             "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
-        low, high = r["loop_rate_ci95"]
-        reward = f"{r['mean_reward']:.3f}" if r.get("mean_reward") is not None else "-"
-        length = f"{r['mean_length']:.1f}" if r.get("mean_length") is not None else "-"
-        lines.append(f"| {r['stage']} | {r['env']} | {r['mode']} | {r['n']} | {r['loop_rate']:.1%} | "
-                     f"[{low:.1%}, {high:.1%}] | {r['accuracy']:.1%} | {reward} | {length} |")
+        lines.append("| " + " | ".join(table_cells(r)) + " |")
+    if times:
+        lines += ["", "## Wall time per stage", "", "| stage | wall time (s) | minutes |", "|---|---|---|"]
+        for name, t in times.items():
+            note = " (until this report was written)" if t.get("partial") else ""
+            lines.append(f"| {name}{note} | {t['wall_s']:.1f} | {t['wall_s'] / 60:.1f} |")
+        total = sum(t["wall_s"] for t in times.values())
+        lines.append(f"| total | {total:.1f} | {total / 60:.1f} |")
     lines += ["", "## Chosen architecture", ""]
+    if choice:
+        lines += ["The search's choice:", "", *_choice_lines(choice), "", "The model:", ""]
     profile = architecture.pop("profile", None)
     for key, value in architecture.items():
         lines.append(f"- {key}: {value}")
@@ -89,38 +214,61 @@ def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any
     return "\n".join(lines) + "\n"
 
 
-def plot(rows: list[dict[str, Any]], stages: list[str], path: Path) -> None:
-    """Loop rate (with 95% intervals), accuracy and mean length along the stages, one line per env and mode."""
+PLOT_METRICS = (("loop_rate", "doom-loop rate"), ("accuracy", "accuracy"), ("eos_share", "ends by itself (EOS)"))
+
+
+def plot(rows: list[dict[str, Any]], stages: list[str], path: Path, title: str = "") -> None:
+    """One column per environment; rows: loop rate, accuracy, EOS share along the stages (pipeline
+    order), greedy and sampled as two series with Wilson 95% error bars, y in percent."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import PercentFormatter
 
-    fig, (ax_loop, ax_acc, ax_len) = plt.subplots(1, 3, figsize=(15, 4))
-    series = sorted({(r["env"], r["mode"]) for r in rows})
-    for k, (env, mode) in enumerate(series):
-        points = [next((r for r in rows if r["stage"] == s and r["env"] == env and r["mode"] == mode), None)
-                  for s in stages]
-        shift = (k - (len(series) - 1) / 2) * 0.04  # side by side, so the intervals stay readable
-        xs = [i + shift for i, p in enumerate(points) if p]
-        ps = [p for p in points if p]
-        style = "-" if mode == "greedy" else "--"
-        err = [[max(0.0, p["loop_rate"] - p["loop_rate_ci95"][0]) for p in ps],
-               [max(0.0, p["loop_rate_ci95"][1] - p["loop_rate"]) for p in ps]]
-        ax_loop.errorbar(xs, [p["loop_rate"] for p in ps], yerr=err, fmt="o" + style, capsize=3,
-                         label=f"{env} ({mode})")
-        ax_acc.plot(xs, [p["accuracy"] for p in ps], "o" + style, label=f"{env} ({mode})")
-        ax_len.plot(xs, [p.get("mean_length") or 0 for p in ps], "o" + style, label=f"{env} ({mode})")
-    for ax, title in ((ax_loop, "doom-loop rate (Wilson 95% CI)"), (ax_acc, "accuracy"),
-                      (ax_len, "mean completion length (tokens)")):
-        ax.set_xticks(range(len(stages)), stages)
-        if ax is not ax_len:
-            ax.set_ylim(-0.02, 1.02)
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    ax_len.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    envs = list(dict.fromkeys(r["env"] for r in rows))
+    modes = [m for m in ("greedy", "sampled") if any(r["mode"] == m for r in rows)]
+    modes += sorted({r["mode"] for r in rows} - set(modes))
+    styles = {"greedy": ("tab:blue", "o", "-"), "sampled": ("tab:orange", "s", "--")}
+    fig, axes = plt.subplots(len(PLOT_METRICS), max(1, len(envs)), figsize=(4.2 * max(1, len(envs)), 9.5),
+                             squeeze=False, sharex=True, sharey=True)
+    for col, env in enumerate(envs):
+        sizes = []
+        for row_index, (key, label) in enumerate(PLOT_METRICS):
+            ax = axes[row_index][col]
+            for k, mode in enumerate(modes):
+                color, marker, line = styles.get(mode, (None, "^", ":"))
+                points = [(i, r) for i, s in enumerate(stages)
+                          for r in rows if r["stage"] == s and r["env"] == env and r["mode"] == mode
+                          and r.get(key) is not None]
+                if not points:
+                    continue
+                if row_index == 0:
+                    sizes.append(f"{mode} n={'/'.join(sorted({str(r['n']) for _, r in points}))}")
+                shift = (k - (len(modes) - 1) / 2) * 0.12  # side by side, so both intervals stay readable
+                xs = [i + shift for i, _ in points]
+                ys = [r[key] for _, r in points]
+                cis = [r.get(f"{key}_ci95") or [r[key], r[key]] for _, r in points]
+                # clamp float noise: the interval always contains the rate
+                err = [[max(0.0, y - ci[0]) for y, ci in zip(ys, cis)], [max(0.0, ci[1] - y) for y, ci in zip(ys, cis)]]
+                ax.errorbar(xs, ys, yerr=err, color=color, marker=marker, linestyle=line, capsize=4, label=mode)
+            ax.set_ylim(-0.03, 1.03)
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.set_xticks(range(len(stages)), stages)
+            ax.set_xlim(-0.5, len(stages) - 0.5)  # a fixed slot per stage, however few there are
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(label)
+            if row_index == len(PLOT_METRICS) - 1:
+                ax.set_xlabel("stage (pipeline order)")
+        axes[0][col].set_title(f"{env}\n({', '.join(sizes)})" if sizes else env)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, [f"{lab} decoding" for lab in labels], loc="upper right", ncol=len(handles))
+    fig.suptitle(f"{title}: per stage and environment, Wilson 95% intervals" if title else
+                 "per stage and environment, Wilson 95% intervals", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -147,6 +295,7 @@ class ReportStage(Stage):
         from edgesmith.plugins.evaluation.options import EvalOptions
 
         options: ReportConfig = self.options
+        report_started = time.time()
         eval_options = build_options(EvalOptions, OmegaConf.select(ctx.config, "eval", default=None), key="eval")
         models = [(n, a) for n, a in ctx.artifacts.items()
                   if a.kind == "model" and (not options.stages or n in options.stages)]
@@ -168,12 +317,20 @@ class ReportStage(Stage):
                                            plugins=ctx.plugins)
         rows = _rows(per_stage)
         architecture = _architecture(ctx, models[0][1].path)
+        choice = _choice(ctx)
         notes = _notes(ctx)
         for row in rows:
-            ctx.log_metrics(**{k: v for k, v in row.items() if k != "loop_rate_ci95"})
-        (ctx.out_dir / "report.md").write_text(markdown(options.title, rows, dict(architecture), notes))
-        plot(rows, [n for n, _ in models], ctx.out_dir / "report.png")
-        (ctx.out_dir / "report.json").write_text(json.dumps({"rows": rows, "architecture": architecture,
-                                                             "notes": notes}, indent=2, default=str))
+            ctx.log_metrics(**{k: v for k, v in row.items() if not k.endswith("_ci95")})
+        stages = [n for n, _ in models]
+        times = stage_times(ctx, report_started)
+        (ctx.out_dir / "report.md").write_text(markdown(options.title, rows, dict(architecture), notes, times, choice))
+        plot(rows, stages, ctx.out_dir / "report.png", options.title)
+        report = {"title": options.title, "stages": stages, "rows": rows,
+                  "stage_wall_time_s": {name: t["wall_s"] for name, t in times.items()}, "stage_times": times,
+                  "architecture": architecture, "choice": choice, "notes": notes,
+                  "eval_options": json.loads(json.dumps(dataclasses.asdict(eval_options), default=str))}
+        (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2, default=str))
         return Artifact(kind="report", path=str(ctx.out_dir / "report.md"),
-                        metadata={"rows": rows, "png": str(ctx.out_dir / "report.png"), "architecture": architecture})
+                        metadata={"rows": rows, "png": str(ctx.out_dir / "report.png"),
+                                  "json": str(ctx.out_dir / "report.json"), "architecture": architecture,
+                                  "stage_wall_time_s": report["stage_wall_time_s"]})
