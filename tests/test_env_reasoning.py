@@ -28,7 +28,7 @@ def test_no_final_answer_scores_zero_and_the_last_marker_counts():
 
 
 def test_mixed_kind_alternates_and_arithmetic_scratchpad_is_consistent():
-    tasks = ReasoningEnvironment(seed=0, difficulty=3).tasks("train", 10)
+    tasks = ReasoningEnvironment(seed=0, difficulty=3, kind="mixed").tasks("train", 10)
     assert {t.metadata["kind"] for t in tasks} == {"star", "arithmetic"}
     for t in tasks:
         if t.metadata["kind"] == "arithmetic":
@@ -37,3 +37,23 @@ def test_mixed_kind_alternates_and_arithmetic_scratchpad_is_consistent():
             for line in lines:
                 lhs, rhs = line.split(" = ")
                 assert eval(lhs) == int(rhs)  # noqa: S307 (our own generated arithmetic)
+
+
+def test_search_traces_backtrack_from_dead_ends_until_the_target_arm():
+    env = ReasoningEnvironment(seed=0, difficulty=1)
+    tasks = env.tasks("train", 60)
+    assert {t.metadata["kind"] for t in tasks} == {"search"}
+    tried = []
+    for task in tasks:
+        lines = task.solution.splitlines()
+        centre, target = task.reference["answer"][0], task.reference["answer"][-1]
+        assert lines[0] == f"Start at {centre}."
+        attempts = lines[1:-1]
+        assert all(line.endswith(f"dead end, back to {centre}.") for line in attempts[:-1])
+        assert attempts[-1].endswith(f"reached {target}.")
+        firsts = [line.split(":")[0] for line in attempts]  # "Try c>a>b"
+        assert len(set(firsts)) == len(firsts)  # an arm is never tried twice in a reference trace
+        tried.append(len(attempts))
+        assert env.verify(task, task.solution).correct
+    # arms are tried in random order: sometimes the first is right, sometimes every dead end comes first
+    assert min(tried) == 1 and max(tried) == 4

@@ -68,8 +68,10 @@ def test_cold_start_detects_missing_signal_and_reruns_sft(tmp_path, tmp_path_fac
 
 def test_cold_start_report_only_keeps_training(tmp_path, tmp_path_factory, manager):
     cfg = run_config(tmp_path, ["rl"], init_from=str(base_model(tmp_path_factory)),
+                     # 4 samples of 24 tokens per prompt: an untrained model writes some 'a' in some of them
                      rl={"environments": ["never", "letters"], "max_steps": 2, "cold_start": "report",
-                         "cold_start_check_steps": 1, "prompts_per_step": 2})
+                         "cold_start_check_steps": 1, "prompts_per_step": 2, "num_generations": 4,
+                         "max_new_tokens": 24})
     artifacts = run_pipeline(cfg, tmp_path / "run", manager)
     events = json.loads((tmp_path / "run" / "rl" / "cold_start.json").read_text())
     assert events and events[0]["action"] == "reported" and "never" in events[0]["environments"]

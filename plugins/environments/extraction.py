@@ -1,6 +1,8 @@
 """The ``extraction`` environment: a record written as free text, extracted into JSON by a schema.
 
-Each task picks a record type (person, order, event), draws its field values, and writes
+Each task picks a record type (person, order, event), draws its field values (names,
+places and phrases from the world's open value spaces, split between train and eval so
+they must be copied, not recalled), and writes
 them as prose with the clauses in random order. The JSON schema of the record is in the
 system prompt; the answer is one JSON object. Verification is field by field: the reward is
 the share of schema fields that are right (strings compared case- and space-insensitively,
@@ -21,18 +23,10 @@ from typing import Any, Callable
 
 from edgesmith.core.environment import Task, Verification
 from edgesmith.core.errors import ConfigError
+from edgesmith.plugins.world import values
 
 from .synthetic import GeneratedEnvironment, build_options
 
-FIRST = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Fatima", "Goran", "Hana", "Ivan", "Julia",
-         "Kofi", "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tomoko"]
-LAST = ["Ahmed", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito",
-        "Jensen", "Kowalski", "Larsen", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Silva"]
-CITIES = ["Lisbon", "Nairobi", "Osaka", "Lyon", "Porto", "Accra", "Tartu", "Quito", "Perth", "Ghent",
-          "Bergen", "Cusco", "Hanoi", "Krakow", "Tunis", "Malmo"]
-ITEMS = ["desk lamp", "rain jacket", "coffee grinder", "bike helmet", "yoga mat", "power bank",
-         "water bottle", "hiking boots", "wall clock", "tea kettle", "phone stand", "backpack"]
-TOPICS = ["robotics", "pottery", "chess", "poetry", "astronomy", "cycling", "baking", "climbing"]
 PLANS = ["basic", "pro", "enterprise"]
 STATUSES = ["pending", "shipped", "delivered", "cancelled"]
 TAGS = ["vip", "newsletter", "beta", "student", "partner", "remote"]
@@ -47,21 +41,17 @@ class _Field:
     optional: bool = False
 
 
-def _person_name(rng):
-    return f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-
-
 RECORDS: dict[str, tuple[str, list[_Field]]] = {  # type -> (how the prompt names it, fields)
     "person": ("a customer", [
-        _Field("name", {"type": "string"}, _person_name, lambda v: f"the customer is called {v}"),
+        _Field("name", {"type": "string"}, values.full_name, lambda v: f"the customer is called {v}"),
         _Field("age", {"type": "integer"}, lambda r: r.randint(18, 90), lambda v: f"they are {v} years old"),
-        _Field("city", {"type": "string"}, lambda r: r.choice(CITIES), lambda v: f"they live in {v}"),
+        _Field("city", {"type": "string"}, values.city, lambda v: f"they live in {v}"),
         _Field("plan", {"type": "string", "enum": PLANS}, lambda r: r.choice(PLANS),
                lambda v: f"they signed up for the {v} plan", optional=True),
         _Field("member", {"type": "boolean"}, lambda r: r.random() < 0.5,
                lambda v: "they are a loyalty member" if v else "they are not a loyalty member", optional=True),
         _Field("email", {"type": "string"},
-               lambda r: f"{r.choice(FIRST).lower()}.{r.randint(10, 999)}@example.org",
+               lambda r: values.held_out(r, lambda q: f"{values.proper_name(q).lower()}.{q.randint(10, 999)}@example.org"),
                lambda v: f"their email address is {v}", optional=True),
         _Field("tags", {"type": "array", "items": {"type": "string"}},
                lambda r: sorted(r.sample(TAGS, r.randint(1, 3))),
@@ -70,7 +60,7 @@ RECORDS: dict[str, tuple[str, list[_Field]]] = {  # type -> (how the prompt name
     "order": ("an order", [
         _Field("order_id", {"type": "string"}, lambda r: f"A-{r.randint(1000, 99999)}",
                lambda v: f"the order number is {v}"),
-        _Field("item", {"type": "string"}, lambda r: r.choice(ITEMS), lambda v: f"it is for a {v}"),
+        _Field("item", {"type": "string"}, lambda r: values.words(r, 1, 2), lambda v: f"it is for a {v}"),
         _Field("quantity", {"type": "integer"}, lambda r: r.randint(1, 12), lambda v: f"{v} of them were ordered"),
         _Field("unit_price", {"type": "number"}, lambda r: round(r.uniform(2, 300), 2),
                lambda v: f"each one costs {v:.2f} dollars"),
@@ -80,9 +70,9 @@ RECORDS: dict[str, tuple[str, list[_Field]]] = {  # type -> (how the prompt name
                lambda v: "express shipping was chosen" if v else "standard shipping was chosen", optional=True),
     ]),
     "event": ("an event", [
-        _Field("title", {"type": "string"}, lambda r: f"{r.choice(TOPICS).title()} {r.choice(['Meetup', 'Workshop', 'Night', 'Summit'])}",
+        _Field("title", {"type": "string"}, lambda r: values.words(r, 1, 3).title(),
                lambda v: f"the event is named {v}"),
-        _Field("city", {"type": "string"}, lambda r: r.choice(CITIES), lambda v: f"it takes place in {v}"),
+        _Field("city", {"type": "string"}, values.city, lambda v: f"it takes place in {v}"),
         _Field("date", {"type": "string", "description": "YYYY-MM-DD"},
                lambda r: f"2026-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}", lambda v: f"it is held on {v}"),
         _Field("attendees", {"type": "integer"}, lambda r: r.randint(5, 500), lambda v: f"{v} people are expected"),

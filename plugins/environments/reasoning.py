@@ -1,6 +1,11 @@
 """The ``reasoning`` environment: multi-step problems with one verifiable final answer.
 
-Two kinds of problem, both long enough for a small model to lose its place and loop:
+Three kinds of problem, all long enough for a small model to lose its place and loop:
+
+* ``search`` (the default): a star graph (``3 + d`` arms of ``1 + d`` nodes) solved by a
+  written depth-first search: arms are tried in random order, a dead end goes back to the
+  centre, until the arm that reaches the target is found. The loop-prone task of the
+  main job (see ``_search`` for why it loops under greedy decoding and not when sampled).
 
 * ``star``: path finding on a star graph, the task on which Pipis et al. (2025, "Wait,
   Wait, Wait... Why Do Reasoning Models Loop?") and Bachmann & Nagarajan (2024) show models
@@ -11,7 +16,8 @@ Two kinds of problem, both long enough for a small model to lose its place and l
 The completion must end with ``Final answer: ...`` (the last such line counts); no final
 answer gives reward 0. Star paths are written as comma-separated node numbers.
 
-Options: ``kind`` (``star``, ``arithmetic`` or ``mixed``; default mixed).
+Options: ``kind`` (``search``, ``star``, ``arithmetic`` or ``mixed`` = star and arithmetic
+alternating; default search).
 Difficulty 1-5: star graphs have ``2 + d`` arms of ``1 + d`` nodes; arithmetic chains
 have ``2 + 2d`` operations with operands up to ``5 * d``.
 """
@@ -30,14 +36,14 @@ from .synthetic import FINAL_ANSWER, GeneratedEnvironment, build_options, final_
 
 SYSTEM = ("Solve the problem step by step. End with a last line of the form "
           f"'{FINAL_ANSWER} <answer>'.")
-KINDS = ("star", "arithmetic", "mixed")
+KINDS = ("search", "star", "arithmetic", "mixed")
 
 
 @dataclass
 class ReasoningOptions:
     """Options of the ``reasoning`` environment."""
 
-    kind: str = "mixed"
+    kind: str = "search"
 
 
 def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
@@ -61,6 +67,40 @@ def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]
     return prompt, solution, {"kind": "star", "answer": path}
 
 
+def _search(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
+    """A star graph solved by depth-first search: arms tried in random order, dead ends backtracked.
+
+    The trace makes the loop mechanism of Pipis et al. real: backtracking to the centre is a
+    cheap action repeated in every trace, while the progress step (choose an arm not tried
+    yet) has no single right answer (the order is random) and must be learned from the
+    trace so far. A model that learns it imperfectly prefers one arm slightly; greedy
+    decoding then tries the same arm again and again, while sampling at temperature 1 moves
+    on and finishes: the samples DPO prefers and RL rewards.
+    """
+    degree, arm_length = 3 + difficulty, 1 + difficulty
+    labels = rng.sample(range(10, 100), degree * arm_length + 1)
+    centre, rest = labels[0], labels[1:]
+    arms = [[centre] + rest[a * arm_length:(a + 1) * arm_length] for a in range(degree)]
+    edges = [(arm[i], arm[i + 1]) for arm in arms for i in range(arm_length)]
+    rng.shuffle(edges)
+    goal_arm = rng.randrange(degree)
+    target = arms[goal_arm][-1]
+    edge_text = ", ".join(f"{a}>{b}" for a, b in edges)
+    prompt = f"Edges: {edge_text}. Find the path from {centre} to {target}."
+    order = list(range(degree))
+    rng.shuffle(order)
+    lines = [f"Start at {centre}."]
+    for a in order:
+        walk = ">".join(str(v) for v in arms[a])
+        if a == goal_arm:
+            lines.append(f"Try {walk}: reached {target}.")
+            break
+        lines.append(f"Try {walk}: dead end, back to {centre}.")
+    path = arms[goal_arm]
+    solution = "\n".join(lines) + f"\n{FINAL_ANSWER} {','.join(str(v) for v in path)}"
+    return prompt, solution, {"kind": "star", "answer": path, "arms_tried": len(lines) - 1}
+
+
 _OPS = {"add": ("Add {x}.", "+"), "sub": ("Subtract {x}.", "-"), "mul": ("Multiply by {x}.", "*")}
 
 
@@ -81,6 +121,9 @@ def _arithmetic(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str
     return prompt, solution, {"kind": "arithmetic", "answer": value}
 
 
+_MAKERS = {"search": _search, "star": _star, "arithmetic": _arithmetic}
+
+
 class ReasoningEnvironment(GeneratedEnvironment):
     """Star-graph path finding and scratchpad arithmetic with a ``Final answer:`` line."""
 
@@ -97,7 +140,7 @@ class ReasoningEnvironment(GeneratedEnvironment):
         kind = self.config.kind
         if kind == "mixed":
             kind = "star" if index % 2 == 0 else "arithmetic"
-        prompt, solution, reference = (_star if kind == "star" else _arithmetic)(rng, self.difficulty)
+        prompt, solution, reference = _MAKERS[kind](rng, self.difficulty)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         return Task(id="", messages=messages, reference=reference, solution=solution,
                     metadata={"kind": kind})

@@ -6,7 +6,9 @@ tasks in the same order and ``tasks(split, n)`` is a prefix of ``tasks(split, n 
 The split is decided by a hash of the task's *content* (its prompt), not its index: a prompt
 lands in ``eval`` when the hash falls under ``eval_fraction``, otherwise in ``train``. So the
 two splits can never share a prompt, for any seeds: training on another seed's train split
-never leaks an evaluation prompt.
+never leaks an evaluation prompt. On top of that, the open values a prompt carries are
+drawn from its split's own share of each value space, so an evaluation prompt's names and
+phrases never appear in training at all.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from edgesmith.core.environment import Environment, Split, Task
 from edgesmith.core.errors import ConfigError
+from edgesmith.plugins.world.values import SplitRandom
 
 EVAL_FRACTION = 0.2
 FINAL_ANSWER = "Final answer:"
@@ -81,7 +84,9 @@ class GeneratedEnvironment(Environment):
                 raise ConfigError(f"env.{self.name}.difficulty", self.difficulty,
                                   f"a difficulty with more distinct prompts: only {len(found)} distinct "
                                   f"'{split}' tasks were found in {budget} tries, {n} were asked for")
-            rng = random.Random(f"{self.name}:{self.seed}:{self.difficulty}:{index}")
+            # The stream knows its split, so open values (names, phrases) are drawn from that split's
+            # share of the value space (edgesmith.plugins.world.values): eval values never train.
+            rng = SplitRandom(f"{self.name}:{self.seed}:{self.difficulty}:{index}", split)
             task = self.generate(rng, index)
             index += 1
             digest = content_hash(task.messages, task.tools)

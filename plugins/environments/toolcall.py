@@ -24,28 +24,20 @@ from typing import Any, Callable
 from edgesmith.core.environment import Task, Verification
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.toolcall import ToolCall
+from edgesmith.plugins.world import values
 
 from .synthetic import GeneratedEnvironment, build_options
 
-CITIES = ["Paris", "Lagos", "Lima", "Oslo", "Seoul", "Cairo", "Denver", "Hobart", "Kyoto", "Quebec",
-          "Recife", "Zagreb"]
-PEOPLE = ["Ana", "Ben", "Chloe", "Dev", "Elif", "Finn", "Gia", "Hugo", "Ines", "Jonas"]
 CURRENCIES = ["USD", "EUR", "JPY", "GBP", "CHF", "INR"]
 LANGUAGES = ["French", "German", "Spanish", "Japanese", "Swahili", "Portuguese"]
 CATEGORIES = ["books", "electronics", "garden", "kitchen", "sports", "toys"]
-QUERIES = ["noise cancelling headphones", "a cast iron pan", "running shoes", "a board game",
-           "a reading lamp", "garden gloves", "a mechanical keyboard", "a camping stove"]
-MESSAGES = ["running ten minutes late", "the meeting moved to Friday", "happy birthday",
-            "please call me back", "dinner is ready", "the keys are under the mat"]
-ARTISTS = ["Miriam Makeba", "Nina Simone", "Fela Kuti", "Bjork", "Caetano Veloso", "Ali Farka Toure"]
-SYMBOLS = ["ACME", "GLOBX", "INITECH", "UMBRL", "HOOLI", "STARK"]
 SMALL_TALK = [
-    "Tell me a fun fact about octopuses.",
-    "How are you today?",
-    "Write a two-line poem about the sea.",
-    "What is the capital of Canada?",
-    "Thanks, that was helpful!",
-    "Explain in one sentence what a prime number is.",
+    "Tell me a fun fact about {}.",
+    "How are you today? I was thinking about {}.",
+    "Write a two-line poem about {}.",
+    "What do you know about {}?",
+    "Thanks, that was helpful! Now I want to learn about {}.",
+    "Explain in one sentence what {} means.",
 ]
 NO_CALL_SOLUTION = "None of the available tools is needed for this, so I answer directly without calling one."
 UNSERVED_SOLUTION = "None of the available tools can do this, so I cannot carry out the request."
@@ -68,16 +60,20 @@ class Spec:
             "parameters": {"type": "object", "properties": self.parameters, "required": self.required}}}
 
 
+# Free values (names, places, phrases, tickers) come from edgesmith.plugins.world.values: open
+# spaces split between train and eval, so the model must copy them from the request. Numbers
+# are written in the request exactly as the call writes them (str of the value).
+
 def _opt(rng: random.Random, p: float) -> bool:
     return rng.random() < p
 
 
 def _weather(rng, p):
-    args = {"city": rng.choice(CITIES)}
+    args = {"city": values.city(rng)}
     if _opt(rng, p):
         args["unit"] = rng.choice(["celsius", "fahrenheit"])
     if _opt(rng, p):
-        args["days"] = rng.randint(2, 7)
+        args["days"] = rng.randint(2, 14)
     return args
 
 
@@ -91,16 +87,16 @@ def _ask_weather(a):
 
 
 def _alarm(rng, p):
-    args = {"hour": rng.randint(0, 23), "minute": rng.choice([0, 5, 15, 30, 45])}
+    args = {"hour": rng.randint(0, 23), "minute": rng.randint(0, 59)}
     if _opt(rng, p):
-        args["label"] = rng.choice(["gym", "meds", "call mom", "standup"])
+        args["label"] = values.words(rng, 1, 2)
     if _opt(rng, p):
         args["repeat_daily"] = rng.random() < 0.5
     return args
 
 
 def _ask_alarm(a):
-    s = f"set an alarm for {a['hour']:02d}:{a['minute']:02d}"
+    s = f"set an alarm for {a['hour']}:{a['minute']:02d}"
     if "label" in a:
         s += f" labelled \"{a['label']}\""
     if "repeat_daily" in a:
@@ -109,9 +105,9 @@ def _ask_alarm(a):
 
 
 def _products(rng, p):
-    args = {"query": rng.choice(QUERIES)}
+    args = {"query": values.words(rng, 1, 3)}
     if _opt(rng, p):
-        args["max_price"] = float(rng.choice([20, 35, 50, 99.5, 150]))
+        args["max_price"] = float(rng.randint(5, 500))
     if _opt(rng, p):
         args["categories"] = sorted(rng.sample(CATEGORIES, 2))
     if _opt(rng, p):
@@ -120,7 +116,7 @@ def _products(rng, p):
 
 
 def _ask_products(a):
-    s = f"search the shop for {a['query']}"
+    s = f"search the shop for \"{a['query']}\""
     if "max_price" in a:
         s += f" under {a['max_price']:g} dollars"
     if "categories" in a:
@@ -131,18 +127,18 @@ def _ask_products(a):
 
 
 def _message(rng, p):
-    args = {"recipient": rng.choice(PEOPLE), "text": rng.choice(MESSAGES)}
+    args = {"recipient": values.person(rng), "text": values.words(rng, 2, 4)}
     if _opt(rng, p):
         args["urgent"] = True
     return args
 
 
 def _music(rng, p):
-    args = {"artist": rng.choice(ARTISTS)}
+    args = {"artist": values.full_name(rng)}
     if _opt(rng, p):
         args["shuffle"] = rng.random() < 0.5
     if _opt(rng, p):
-        args["volume"] = rng.choice([20, 40, 60, 80])
+        args["volume"] = rng.randint(1, 100)
     return args
 
 
@@ -156,10 +152,10 @@ def _ask_music(a):
 
 
 def _event(rng, p):
-    args = {"title": rng.choice(["Team sync", "Dentist", "Book club", "Code review"]),
+    args = {"title": values.words(rng, 1, 3),
             "date": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"}
     if _opt(rng, p):
-        args["attendees"] = sorted(rng.sample(PEOPLE, 2))
+        args["attendees"] = sorted([values.person(rng), values.person(rng)])
     return args
 
 
@@ -171,7 +167,7 @@ def _ask_event(a):
 
 
 def _thermostat(rng, p):
-    args = {"temperature": rng.choice([18.5, 19.0, 20.5, 21.0, 22.5])}
+    args = {"temperature": rng.randint(30, 57) / 2}
     if _opt(rng, p):
         args["mode"] = rng.choice(["heat", "cool", "auto"])
     return args
@@ -185,7 +181,7 @@ def _ask_thermostat(a):
 
 
 def _stock(rng, p):
-    args = {"symbol": rng.choice(SYMBOLS)}
+    args = {"symbol": values.symbol(rng)}
     if _opt(rng, p):
         args["exchange"] = rng.choice(["NYSE", "NASDAQ", "LSE"])
     return args
@@ -209,7 +205,7 @@ SPECS: list[Spec] = [
           "to_currency": {"type": "string", "enum": CURRENCIES}},
          ["amount", "from_currency", "to_currency"],
          lambda r, p: dict(zip(["amount", "from_currency", "to_currency"],
-                               [float(r.choice([12.5, 40, 99.99, 250, 1000])), *r.sample(CURRENCIES, 2)])),
+                               [r.randint(100, 500000) / 100, *r.sample(CURRENCIES, 2)])),
          lambda a: f"convert {a['amount']:g} {a['from_currency']} to {a['to_currency']}"),
     Spec("set_alarm", "Sets an alarm.",
          {"hour": {"type": "integer"}, "minute": {"type": "integer"}, "label": _str("Alarm label"),
@@ -226,7 +222,7 @@ SPECS: list[Spec] = [
          ["query"], _products, _ask_products),
     Spec("calculate_bmi", "Body mass index from weight and height.",
          {"weight_kg": {"type": "number"}, "height_m": {"type": "number"}}, ["weight_kg", "height_m"],
-         lambda r, p: {"weight_kg": float(r.randint(45, 120)), "height_m": r.choice([1.55, 1.62, 1.7, 1.78, 1.85])},
+         lambda r, p: {"weight_kg": float(r.randint(40, 150)), "height_m": r.randint(140, 210) / 100},
          lambda a: f"compute the BMI for {a['weight_kg']:g} kg and {a['height_m']:g} m"),
     Spec("play_music", "Plays music by an artist.",
          {"artist": _str("Artist name"), "shuffle": {"type": "boolean"},
@@ -239,7 +235,7 @@ SPECS: list[Spec] = [
     Spec("translate_text", "Translates text into another language.",
          {"text": _str("Text to translate"), "target_language": {"type": "string", "enum": LANGUAGES}},
          ["text", "target_language"],
-         lambda r, p: {"text": r.choice(["good morning", "where is the station", "thank you very much"]),
+         lambda r, p: {"text": values.words(r, 2, 4),
                        "target_language": r.choice(LANGUAGES)},
          lambda a: f"translate \"{a['text']}\" into {a['target_language']}"),
     Spec("get_stock_price", "Latest stock price of a ticker symbol.",
@@ -252,8 +248,8 @@ SPECS: list[Spec] = [
     Spec("book_table", "Books a restaurant table.",
          {"restaurant": _str("Restaurant name"), "party_size": {"type": "integer"}, "time": _str("HH:MM")},
          ["restaurant", "party_size", "time"],
-         lambda r, p: {"restaurant": r.choice(["Chez Lou", "Sakura", "La Palma", "The Oak"]),
-                       "party_size": r.randint(2, 8), "time": f"{r.randint(17, 21)}:{r.choice(['00', '30'])}"},
+         lambda r, p: {"restaurant": values.city(r), "party_size": r.randint(2, 20),
+                       "time": f"{r.randint(11, 23)}:{r.choice(['00', '15', '30', '45'])}"},
          lambda a: f"book a table for {a['party_size']} at {a['restaurant']} at {a['time']}"),
 ]
 SPEC_BY_NAME = {s.name: s for s in SPECS}
@@ -306,12 +302,12 @@ class ToolcallEnvironment(GeneratedEnvironment):
         expected: list[dict[str, Any]] = []
         if kind == "none":
             if rng.random() < 0.5:
-                request, solution = rng.choice(SMALL_TALK), NO_CALL_SOLUTION
+                request, solution = rng.choice(SMALL_TALK).format(values.words(rng, 1, 2)), NO_CALL_SOLUTION
             else:  # ask for something that none of the offered functions does
                 missing = [s for s in SPECS if s not in library]
                 spec = rng.choice(missing) if missing else None
                 if spec is None:
-                    request, solution = rng.choice(SMALL_TALK), NO_CALL_SOLUTION
+                    request, solution = rng.choice(SMALL_TALK).format(values.words(rng, 1, 2)), NO_CALL_SOLUTION
                 else:
                     request = "Please " + spec.ask(spec.draw(rng, p_optional)) + "."
                     solution = UNSERVED_SOLUTION

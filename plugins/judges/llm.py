@@ -69,11 +69,26 @@ class LLMJudge(Judge):
         self._model = loader.from_pretrained(self.model_path).eval()
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_path)
 
-    def _first_token(self, word: str) -> int:
-        ids = self._tokenizer(word, add_special_tokens=False)["input_ids"]
-        if not ids:
-            raise ConfigError("judge llm.yes/no", word, "a word the judge's tokenizer encodes to at least one token")
-        return ids[0]
+    def _answer_tokens(self) -> tuple[list[int], int, int]:
+        """The tokens ``yes`` and ``no`` share at their start, then the first token of each that differs.
+
+        Tokenizers that keep a space as its own token (edgesmith's) start both `` yes`` and
+        `` no`` with the same space token; the judgement is the first token after it.
+        """
+        ids = []
+        for word in (self.yes, self.no):
+            found = self._tokenizer(word, add_special_tokens=False)["input_ids"]
+            if not found:
+                raise ConfigError("judge llm.yes/no", word, "a word the judge's tokenizer encodes to at least one token")
+            ids.append(found)
+        yes, no = ids
+        shared = 0
+        while shared < min(len(yes), len(no)) and yes[shared] == no[shared]:
+            shared += 1
+        if shared == min(len(yes), len(no)):
+            raise ConfigError("judge llm.yes/no", [self.yes, self.no],
+                              "two words whose tokens differ (one must not be a prefix of the other)")
+        return yes[:shared], yes[shared], no[shared]
 
     @torch.no_grad()
     def score(self, task: Task, completions: list[str], environment: Environment,
@@ -91,11 +106,15 @@ class LLMJudge(Judge):
                 inputs = tok(text, return_tensors="pt", truncation=True)
                 scores.append(float(model(**inputs).logits[0, 0]))
             return scores
-        yes, no = self._first_token(self.yes), self._first_token(self.no)
+        shared, yes, no = self._answer_tokens()
         scores = []
         for text in completions:
             prompt = self.rubric.format(question=_conversation_text(task), answer=text)
             inputs = tok(prompt, return_tensors="pt")
+            if shared:  # the prompt continues with the answer words' common start (e.g. a space)
+                extra = torch.tensor([shared], dtype=inputs["input_ids"].dtype)
+                inputs = {"input_ids": torch.cat([inputs["input_ids"], extra], 1),
+                          "attention_mask": torch.cat([inputs["attention_mask"], torch.ones_like(extra)], 1)}
             logprobs = torch.log_softmax(model(**inputs).logits[0, -1].float(), dim=-1)
             scores.append(float(logprobs[yes] - logprobs[no]))
         return scores

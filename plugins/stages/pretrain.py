@@ -10,6 +10,8 @@ text packed into blocks of ``seq_len`` tokens (causal LM loss on every token).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,8 @@ def corpus_texts(options: PretrainConfig, seed: int) -> list[str]:
         from edgesmith.plugins.world.corpus import build_corpus
 
         docs = [d if isinstance(d, str) else getattr(d, "text", str(d))
-                for d in build_corpus(options.n_documents, seed)]
+                for d in build_corpus(options.n_documents, seed, environments=list(options.environments),
+                                      chat_fraction=options.chat_fraction, difficulty=options.difficulty)]
     if not docs:
         raise StageError("pretrain", "the training corpus is empty")
     return docs
@@ -92,7 +95,14 @@ def train_tokenizer_for(texts: list[str], vocab_size: int, save_dir: Path) -> An
         return AutoTokenizer.from_pretrained(str(save_dir))
     from edgesmith.plugins.world.tokenizer import train_tokenizer
 
-    return train_tokenizer(texts, vocab_size=vocab_size, save_dir=str(save_dir))
+    # Saved beside and renamed: a kill during the save never leaves a half tokenizer to reuse.
+    partial = save_dir.with_name(save_dir.name + ".partial")
+    for stale in (partial, save_dir):  # leftovers of a killed save (no tokenizer.json in save_dir)
+        if stale.exists():
+            shutil.rmtree(stale)
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, save_dir=str(partial))
+    os.replace(partial, save_dir)
+    return tokenizer
 
 
 def import_checkpoint(source: Path, destination: Path, ctx: StageContext, options: PretrainConfig) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.stage_options import require_at_least_one
@@ -17,7 +17,9 @@ class PretrainConfig:
     (converted), or any transformers causal LM directory. ``train_after_init`` also trains it
     on the corpus. ``dataset``: a user's text (a ``.txt`` file, one document per blank-line
     separated block; a ``.jsonl`` file with ``text_field``; or a directory of ``.txt``
-    files) instead of the built-in corpus.
+    files) instead of the built-in corpus. The built-in corpus is ``n_documents`` documents,
+    ``chat_fraction`` of them chat transcripts of ``environments``' training tasks (at
+    ``difficulty``) with their reference solutions, the rest generated plain text.
     """
 
     init_from: str | None = None
@@ -25,6 +27,9 @@ class PretrainConfig:
     dataset: str | None = None
     text_field: str = "text"
     n_documents: int = 3000
+    environments: list[str] = field(default_factory=lambda: ["toolcall", "extraction", "reasoning"])
+    chat_fraction: float = 0.5
+    difficulty: int = 1
     max_steps: int = 300
     batch_size: int = 8
     seq_len: int = 256
@@ -37,5 +42,7 @@ class PretrainConfig:
         require_at_least_one(self, "pretrain", ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps"))
         if not self.learning_rate > 0:
             raise ConfigError("pretrain.learning_rate", self.learning_rate, "a positive number")
+        if not 0 <= self.chat_fraction <= 1:
+            raise ConfigError("pretrain.chat_fraction", self.chat_fraction, "a number from 0 to 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("pretrain.warmup_ratio", self.warmup_ratio, "a number in [0, 1)")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from edgesmith.core.errors import ConfigError
 
-DEFAULT_ENVIRONMENTS = ("toolcall", "extraction", "reasoning", "python")
+DEFAULT_ENVIRONMENTS = ("toolcall", "extraction", "reasoning")
 
 _PLACES = ["Alder", "Brisk", "Corran", "Dunmere", "Elsby", "Fenwick", "Galla", "Harrow", "Istra", "Jorvik",
            "Kestle", "Lunden", "Marrow", "Norrin", "Oakham", "Pellam", "Quarry", "Rostov", "Selby", "Tamsin"]

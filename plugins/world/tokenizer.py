@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from edgesmith.core.errors import ConfigError
@@ -54,6 +54,26 @@ def _keep_tool_markers_in_text(tokenizer: Tokenizer) -> Tokenizer:
     return Tokenizer.from_str(json.dumps(state))
 
 
+#: how text is cut before BPE merges: whitespace runs, single digits, letter runs, punctuation runs
+PRE_TOKENIZER_PATTERN = r"\s+|\p{N}|\p{L}+|[^\s\p{L}\p{N}]+"
+
+
+def pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """Byte-level pre-tokenization where a word is the same tokens wherever it stands.
+
+    GPT-2's byte-level pattern glues a leading space to each word, so ``Oslo`` in a request
+    (`` Oslo``) and in a call (``city="Oslo"``) are different tokens and a small model must
+    learn that mapping for every word. Here whitespace is its own piece and digits are
+    single pieces, so a value is copied from the request token for token, and numbers of
+    any size are made of ten digit tokens. No prefix space: a chat is one string whose
+    pieces must not gain spaces.
+    """
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+
+
 def train_tokenizer(
     texts: Iterable[str], vocab_size: int, save_dir: str | None = None, min_frequency: int = 2
 ) -> PreTrainedTokenizerFast:
@@ -70,8 +90,7 @@ def train_tokenizer(
             f"an integer >= {minimum} ({BYTE_ALPHABET_SIZE} bytes + {len(TOKENIZER_SPECIAL_TOKENS)} special tokens)",
         )
     tokenizer = Tokenizer(models.BPE())
-    # No prefix space: a chat is one string whose pieces must not gain spaces.
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizer()
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
