@@ -107,7 +107,9 @@ class ColdStartCallback(TrainerCallback):
 
 
 def write_events(path: Path, events: list[ColdStartEvent]) -> None:
-    path.write_text(json.dumps([asdict(e) for e in events], indent=2))
+    from .training import write_text_atomic
+
+    write_text_atomic(path, json.dumps([asdict(e) for e in events], indent=2))
 
 
 def read_events(path: Path) -> list[ColdStartEvent]:

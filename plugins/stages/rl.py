@@ -26,7 +26,8 @@ from .rl_config import RLStageConfig
 from .sft import ChatExample, train_sft
 from .sft_config import SFTStageConfig
 from .training import (StageCallback, build_environments, common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
+                       load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume,
+                       write_text_atomic)
 
 
 def task_key(env_name: str, task: Task) -> str:
@@ -201,5 +202,5 @@ class RLStage(Stage):
         save_model_dir(trainer.model, tokenizer, final)
         info = {"steps": trainer.state.global_step, "flagged": cold.flagged if check else [],
                 "signal": tracker.snapshot()}
-        result_path.write_text(json.dumps(info, indent=2))
+        write_text_atomic(result_path, json.dumps(info, indent=2))
         return final, info

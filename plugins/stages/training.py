@@ -2,7 +2,7 @@
 
 Every training stage reads a model directory (``save_pretrained`` model + tokenizer), trains
 with a TRL trainer that checkpoints into the stage directory, and writes a model directory
-back. An interrupted stage finds its last ``checkpoint-N`` and resumes from it.
+back. An interrupted stage finds its newest complete ``checkpoint-N`` and resumes from it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
@@ -90,6 +91,14 @@ def save_model_dir(model: Any, tokenizer: Any, destination: str | Path) -> Path:
     return destination
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Writes ``path`` through a temporary file, so a kill never leaves it half-written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def is_finished_model_dir(path: str | Path) -> bool:
     return (Path(path) / DONE_MARKER).is_file()
 
@@ -109,12 +118,21 @@ def build_environments(ctx: StageContext, names: list[str], seed: int, difficult
             for i, name in enumerate(names)}
 
 
-def last_checkpoint(directory: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` in ``directory`` (HF Trainer layout), if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(directory: str | Path, ctx: StageContext | None = None, phase: str = "") -> str | None:
+    """The newest *complete* ``checkpoint-N`` in ``directory`` (HF Trainer layout), if any.
 
-    directory = Path(directory)
-    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+    Partial checkpoints newer than it (a save that was killed) are renamed
+    ``incomplete-checkpoint-N`` and reported, never deleted (see ``checkpoints.py``).
+    """
+    from .checkpoints import newest_complete_checkpoint
+
+    found, set_aside = newest_complete_checkpoint(directory)
+    for path, why in set_aside:
+        message = f"checkpoint {path.name[len('incomplete-'):]} is incomplete ({why}); kept as {path}"
+        if ctx is not None:
+            ctx.log_metrics(phase=phase, event="incomplete_checkpoint", kept_as=str(path), reason=why)
+            Console(stderr=True).print(f"[yellow]{ctx.name}:[/yellow] {message}", highlight=False, soft_wrap=True)
+    return str(found) if found else None
 
 
 def quiet_libraries() -> None:
@@ -199,7 +217,7 @@ def train_with_resume(trainer: Any, checkpoints: Path, ctx: StageContext, phase:
 
     # StageCallback writes the logs (metrics.jsonl) and draws the progress; the printer would repeat them.
     trainer.remove_callback(PrinterCallback)
-    resume = last_checkpoint(checkpoints)
+    resume = last_checkpoint(checkpoints, ctx, phase)
     if resume:
         ctx.log_metrics(phase=phase, event="resume", resumed_from=resume)
     try:
