@@ -48,11 +48,18 @@ def register_stage_schemas(plugins: PluginManager) -> None:
     """Stores every registered stage's config dataclass so ``<stage>.<key>=v`` overrides work."""
     from hydra.core.config_store import ConfigStore
 
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
     node = {}
     for name, reg in plugins.registry("stage").items():
         config_class = getattr(reg.implementation, "config_class", None)
         if config_class is not None and name not in ("search",):
-            node[name] = config_class
+            schema = OmegaConf.structured(config_class)
+            if "seed" in {f.name for f in dataclasses.fields(config_class)}:
+                schema.seed = "${seed}"  # the top-level seed is every stage's default (`sft.seed=N` still wins)
+            node[name] = schema
     ConfigStore.instance().store(name="stage_options", node=node)
 
 

@@ -9,7 +9,7 @@ class ConfigError(EdgesmithError, ValueError):
     """A configuration value is invalid. The message names the key, the value and what is accepted."""
 
     def __init__(self, key: str, value, accepted: str, detail: str = ""):
-        self.key, self.value, self.accepted = key, value, accepted
+        self.key, self.value, self.accepted, self.detail = key, value, accepted, detail
         msg = f"invalid config value {key}={value!r}: accepted {accepted}"
         if detail:
             msg += f" ({detail})"
@@ -34,3 +34,8 @@ class NotAvailableYet(EdgesmithError, NotImplementedError):
 
 class CheckpointError(EdgesmithError, ValueError):
     """A checkpoint does not fit the model: names the missing, extra and mis-shaped tensors."""
+
+
+class DataError(EdgesmithError, ValueError):
+    """An input file (dataset, model directory) is unreadable: names the file, the line where it
+    has one, and what is accepted."""

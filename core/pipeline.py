@@ -41,11 +41,17 @@ def plan_stages(cfg: Any, plugins: PluginManager) -> list[Stage]:
     if duplicates:
         raise ConfigError("pipeline.stages", names, "each stage at most once",
                           detail=f"repeated: {', '.join(duplicates)}")
+    seed = OmegaConf.select(cfg, "seed", default=0, throw_on_resolution_failure=False)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError("seed", seed, "an integer (the default seed of every stage)")
     stages = []
     for i, name in enumerate(names):
         cls = plugins.get("stage", name, key=f"pipeline.stages[{i}]")
         options = build_options(cls.config_class, OmegaConf.select(cfg, name, default=None), key=name)
         stages.append(cls(options))
+    # Plugin names and input files of every stage, before the first one does any work.
+    for stage in stages:
+        stage.check(cfg, plugins)
     return stages
 
 

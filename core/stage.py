@@ -91,6 +91,14 @@ class Stage(ABC):
     def __init__(self, options: Any):
         self.options = options
 
+    def check(self, cfg: Any, plugins: Any) -> None:
+        """Checks what can be checked before any stage runs: plugin names, input files.
+
+        Called for every stage of the pipeline before the first one starts, so a typo in a
+        late stage costs seconds, not the earlier stages' work. Raises ConfigError naming
+        the key (or a file and line) and what is accepted.
+        """
+
     @abstractmethod
     def run(self, ctx: StageContext) -> Artifact:
         """Does the work in ``ctx.out_dir`` (resuming from a checkpoint there if one exists)."""

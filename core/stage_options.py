@@ -31,6 +31,11 @@ def build_options(config_class: type, section: Any, key: str) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(config_class), section)
         return OmegaConf.to_object(merged)
+    except ConfigError as exc:
+        # An options class shared with a command (eval) names its keys bare: name the section too.
+        if exc.key == key or exc.key.startswith(f"{key}."):
+            raise
+        raise ConfigError(f"{key}.{exc.key}", exc.value, exc.accepted, exc.detail) from exc
     except OmegaConfBaseException as exc:
         field = getattr(exc, "full_key", None) or "?"
         value = section.get(field.split(".")[-1], "?") if isinstance(field, str) else "?"

@@ -85,7 +85,7 @@ def test_every_kind_of_cut_file_is_recognised(tmp_path, tmp_path_factory):
         (copy / name).write_bytes(data[: len(data) // 2])
         assert expect in (checkpoint_problem(copy) or ""), name
         # the only candidate is set aside, so there is nothing to resume from
-        assert newest_complete_checkpoint(copy.parent) == (None, [(copy.parent / "incomplete-checkpoint-4",
-                                                                    checkpoint_problem(copy.parent /
-                                                                                       "incomplete-checkpoint-4"))])
+        found_here, kept = newest_complete_checkpoint(copy.parent)
+        assert found_here is None and [p.name for p, _ in kept] == ["incomplete-checkpoint-4"]
+        assert expect in kept[0][1]
         assert not copy.exists()

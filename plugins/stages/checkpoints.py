@@ -13,33 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import zipfile
 from pathlib import Path
+
+from .model_files import safetensors_problem
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 INCOMPLETE_PREFIX = "incomplete-"
 TRAINER_STATE = "trainer_state.json"
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    size = path.stat().st_size
-    if size < 8:
-        return f"{path.name} is {size} bytes (cut short)"
-    with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > size - 8:
-            return f"{path.name} header says {header_len} bytes but the file has {size - 8}"
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, ValueError):
-            return f"{path.name} has an unreadable header"
-    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
-            and "data_offsets" in t]
-    expected = 8 + header_len + max(ends, default=0)
-    if size != expected:
-        return f"{path.name} has {size} bytes, its header describes {expected}"
-    return None
 
 
 def checkpoint_problem(path: str | Path) -> str | None:
@@ -69,7 +50,7 @@ def checkpoint_problem(path: str | Path) -> str | None:
             return f"missing weight shards: {', '.join(missing)}"
     for file in sorted(path.iterdir()):
         if file.suffix == ".safetensors":
-            problem = _safetensors_problem(file)
+            problem = safetensors_problem(file)
         elif file.suffix in (".pt", ".pth", ".bin"):
             # torch.save writes a zip whose end record comes last: a cut file has none.
             problem = None if zipfile.is_zipfile(file) else f"{file.name} is cut short"

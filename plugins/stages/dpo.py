@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .dpo_config import DPOStageConfig
 from .preferences import PreferencePair, PreferenceRound, build_preferences, read_pairs, write_pairs
-from .training import (StageCallback, build_environments, common_training_arguments, is_finished_model_dir,
+from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
+                       common_training_arguments, is_finished_model_dir,
                        load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
 
 
@@ -68,6 +70,11 @@ class DPOStage(Stage):
     name = "dpo"
     config_class = DPOStageConfig
     config_keys = ("init_from",)
+
+    def check(self, cfg: Any, plugins: Any) -> None:
+        check_plugin_names(plugins, "environment", self.options.environments, "dpo.environments")
+        check_plugin_names(plugins, "judge", self.options.judges, "dpo.judges", field="name")
+        check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
         options: DPOStageConfig = self.options

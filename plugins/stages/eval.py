@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from edgesmith.core.errors import ConfigError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 from edgesmith.plugins.evaluation.options import EvalOptions
 
@@ -15,6 +21,16 @@ class EvalStage(Stage):
 
     name = "eval"
     config_class = EvalOptions
+
+    def check(self, cfg: Any, plugins: Any) -> None:
+        from edgesmith.plugins.stages.training import check_init_from, check_plugin_names
+
+        if self.options.tasks_file:
+            if not Path(self.options.tasks_file).expanduser().is_file():
+                raise ConfigError("eval.tasks_file", self.options.tasks_file, "a JSONL file of tasks that exists")
+        else:
+            check_plugin_names(plugins, "environment", self.options.envs, "eval.envs")
+        check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.plugins.evaluation.evaluate import evaluate

@@ -13,44 +13,85 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
-from edgesmith.core.errors import StageError
+from edgesmith.core.errors import ConfigError, DataError, StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .pretrain_config import PretrainConfig
-from .training import (StageCallback, check_model_dir, common_training_arguments, is_finished_model_dir,
+from .training import (StageCallback, check_init_from, check_model_dir, common_training_arguments, is_finished_model_dir,
                        load_model_and_tokenizer, model_artifact, register_model_classes, save_model_dir,
                        train_with_resume)
 
 
-def read_text_dataset(path: str | Path, text_field: str = "text") -> list[str]:
-    """Documents of a user's text dataset (.txt, .jsonl or a directory of .txt files)."""
+DATASET_ACCEPTED = ("a .txt/.md file of UTF-8 text (documents separated by blank lines), a .jsonl file (one JSON "
+                    "object per line with a string field named by pretrain.text_field) or a directory of .txt files")
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file; a bad byte is a DataError naming the file and line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                                f"{exc.start + 1}); accepted: {DATASET_ACCEPTED}") from exc
+            yield number, text[:-2] + "\n" if text.endswith("\r\n") else text
+
+
+def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
+    for number, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); accepted: one JSON "
+                            f"object per line with a string field '{text_field}' (pretrain.text_field)") from exc
+        if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
+            raise DataError(f"{path}:{number}: expected a JSON object with a string field '{text_field}' "
+                            "(pretrain.text_field)")
+        yield row[text_field]
+
+
+def _text_documents(path: Path) -> Iterator[str]:
+    block: list[str] = []
+    for _, line in _utf8_lines(path):
+        if line.strip():
+            block.append(line)
+        elif block:
+            yield "".join(block).strip()
+            block = []
+    if block:
+        yield "".join(block).strip()
+
+
+def iter_text_dataset(path: str | Path, text_field: str = "text") -> Iterator[str]:
+    """Documents of a user's text dataset (.txt, .jsonl or a directory of .txt files), streamed."""
     path = Path(str(path)).expanduser()
-    accepted = "a .txt file (documents separated by blank lines), a .jsonl file or a directory of .txt files"
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
-            raise StageError("pretrain", f"pretrain.dataset '{path}' holds no .txt files; accepted: {accepted}")
-        return [doc for f in files for doc in read_text_dataset(f, text_field)]
+            raise DataError(f"{path}: holds no .txt files (pretrain.dataset); accepted: {DATASET_ACCEPTED}")
+        for file in files:
+            yield from iter_text_dataset(file, text_field)
+        return
     if not path.is_file():
-        raise StageError("pretrain", f"pretrain.dataset '{path}' does not exist; accepted: {accepted}")
+        raise DataError(f"{path}: does not exist (pretrain.dataset); accepted: {DATASET_ACCEPTED}")
     if path.suffix == ".jsonl":
-        docs = []
-        for i, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-                raise StageError("pretrain", f"{path}:{i}: expected a JSON object with a string field "
-                                             f"'{text_field}' (pretrain.text_field)")
-            docs.append(row[text_field])
-        return docs
-    if path.suffix in (".txt", ".md", ""):
-        return [block.strip() for block in path.read_text().split("\n\n") if block.strip()]
-    raise StageError("pretrain", f"pretrain.dataset '{path}' has an unknown type; accepted: {accepted}")
+        yield from _jsonl_documents(path, text_field)
+    elif path.suffix in (".txt", ".md", ""):
+        yield from _text_documents(path)
+    else:
+        raise DataError(f"{path}: unknown file type '{path.suffix}' (pretrain.dataset); accepted: {DATASET_ACCEPTED}")
+
+
+def read_text_dataset(path: str | Path, text_field: str = "text") -> list[str]:
+    """Documents of a user's text dataset (.txt, .jsonl or a directory of .txt files)."""
+    return list(iter_text_dataset(path, text_field))
 
 
 def corpus_texts(options: PretrainConfig, seed: int) -> list[str]:
@@ -138,6 +179,31 @@ class PretrainStage(Stage):
     name = "pretrain"
     config_class = PretrainConfig
     config_keys = ("model", "init_from")
+
+    def check(self, cfg: Any, plugins: Any) -> None:
+        """The start model or the architecture, and the dataset (every line), before any stage runs."""
+        options: PretrainConfig = self.options
+        top = OmegaConf.select(cfg, "init_from", default=None)
+        check_init_from(options.init_from, "pretrain.init_from")
+        check_init_from(top, "init_from")
+        if options.dataset:
+            for _ in iter_text_dataset(options.dataset, options.text_field):
+                pass  # streamed: a bad line is a DataError naming file and line now, not after earlier stages
+        stages = list(OmegaConf.select(cfg, "pipeline.stages", default=None) or [])
+        searched = "search" in stages[: stages.index(self.name)] if self.name in stages else False
+        section = OmegaConf.select(cfg, "model", default=None)
+        if options.init_from or top or searched or section is None:
+            return
+        from edgesmith.core.validation import model_config_from_cfg
+        from edgesmith.plugins.world.tokenizer import minimum_vocab_size
+
+        config = model_config_from_cfg(section)
+        config.resolve_operators(plugins)
+        minimum = minimum_vocab_size()
+        if config.vocab_size < minimum:
+            raise ConfigError("model.vocab_size", config.vocab_size,
+                              f"an integer >= {minimum}: the tokenizer pretrain trains needs 256 byte symbols and "
+                              "the special tokens")
 
     def run(self, ctx: StageContext) -> Artifact:
         options: PretrainConfig = self.options

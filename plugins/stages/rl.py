@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from rich.console import Console
 
 from edgesmith.core.environment import Environment, Task
@@ -25,7 +26,8 @@ from .preferences import prompt_text
 from .rl_config import RLStageConfig
 from .sft import ChatExample, train_sft
 from .sft_config import SFTStageConfig
-from .training import (StageCallback, build_environments, common_training_arguments, is_finished_model_dir,
+from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
+                       common_training_arguments, is_finished_model_dir,
                        load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume,
                        write_text_atomic)
 
@@ -79,6 +81,11 @@ class RLStage(Stage):
     name = "rl"
     config_class = RLStageConfig
     config_keys = ("init_from",)
+
+    def check(self, cfg: Any, plugins: Any) -> None:
+        check_plugin_names(plugins, "environment", self.options.environments, "rl.environments")
+        check_plugin_names(plugins, "reward", self.options.rewards, "rl.rewards", field="name")
+        check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
         options: RLStageConfig = self.options

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from edgesmith.core.environment import Task
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .sft_config import SFTStageConfig
-from .training import (StageCallback, build_environments, common_training_arguments, is_finished_model_dir,
+from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
+                       common_training_arguments, is_finished_model_dir,
                        load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
 
 
@@ -97,6 +100,10 @@ class SFTStage(Stage):
     name = "sft"
     config_class = SFTStageConfig
     config_keys = ("init_from",)
+
+    def check(self, cfg: Any, plugins: Any) -> None:
+        check_plugin_names(plugins, "environment", self.options.environments, "sft.environments")
+        check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
         options: SFTStageConfig = self.options

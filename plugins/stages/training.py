@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import TrainerCallback
 
 from edgesmith.core.environment import Environment
-from edgesmith.core.errors import ConfigError, StageError
+from edgesmith.core.errors import ConfigError, DataError, StageError
 from edgesmith.core.stage import Artifact, StageContext
 
 MODEL_KIND = "model"
@@ -34,12 +34,34 @@ def register_model_classes() -> None:
 
 
 def check_model_dir(path: str | Path, what: str, stage: str) -> Path:
-    """A directory holding a saved model (config.json), or a StageError saying what is accepted."""
+    """A directory holding a loadable model, or a StageError naming the bad file and what is accepted."""
+    from .model_files import model_dir_problem
+
     path = Path(str(path)).expanduser()
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise StageError(stage, f"{what} '{path}' is not a model directory: accepted a directory written by "
-                                "save_pretrained (config.json + weights + tokenizer files)")
+    problem = model_dir_problem(path)
+    if problem:
+        raise StageError(stage, f"{what} is not a usable model: {problem}")
     return path
+
+
+def check_init_from(value: Any, key: str) -> None:
+    """Before any stage runs: ``init_from`` (when set) is a loadable model directory."""
+    from .model_files import SAVED_BY, model_dir_problem
+
+    if value:
+        problem = model_dir_problem(value)
+        if problem:
+            raise ConfigError(key, str(value), SAVED_BY, detail=problem)
+
+
+def check_plugin_names(plugins: Any, kind: str, names: Any, key: str, field: str | None = None) -> None:
+    """Before any stage runs: every name in ``names`` is a registered ``kind`` plugin (and there is one)."""
+    names = list(names or [])
+    if not names:
+        raise ConfigError(key, names, f"a non-empty list of {kind}s from: {', '.join(plugins.names(kind))}")
+    for i, item in enumerate(names):
+        name = getattr(item, field) if field else item
+        plugins.get(kind, name, key=f"{key}[{i}]" + (f".{field}" if field else ""))
 
 
 def model_input(ctx: StageContext) -> Path:
@@ -67,13 +89,34 @@ def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .model_files import model_dir_problem
+
     register_model_classes()
     quiet_libraries()
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    problem = model_dir_problem(path)
+    if problem:
+        raise DataError(problem)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: cannot load its tokenizer ({_first_line(exc)}); accepted: tokenizer files "
+                        "written by save_pretrained (tokenizer.json + tokenizer_config.json)") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise DataError(f"{path}: cannot load it as a causal LM ({_first_line(exc)}); accepted: {SAVED_BY_ANY}") \
+            from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+SAVED_BY_ANY = "an edgesmith, LFM2 or transformers causal LM directory written by save_pretrained"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def save_model_dir(model: Any, tokenizer: Any, destination: str | Path) -> Path:
