@@ -118,3 +118,22 @@ def test_chat_template_writes_calls_as_the_pythonic_format_does(cs):
     fmt = PythonicFormat()
     assert fmt.render(cs) in text
     assert fmt.parse(text).calls == cs
+
+
+def test_a_one_megabyte_pythonic_block_parses_in_linear_time():
+    """52,000 calls (1 MB) in one block: a quadratic parser took 15 s for 64 KB and never finished 1 MB.
+
+    The bound is generous (shared CI cores): the parse takes about 1 s of CPU, most of it in
+    ``ast.parse`` itself, so it only catches a return to super-linear time.
+    """
+    import time
+
+    fmt = PythonicFormat()
+    calls = [ToolCall(f"tool_{i % 7}", {"a": i, "b": "x" * (i % 5), "c": [1.5, None]}) for i in range(52_000)]
+    text = fmt.render(calls)
+    assert len(text) > 1_000_000
+    started = time.process_time()
+    result = fmt.parse(text)
+    elapsed = time.process_time() - started
+    assert result.ok and result.calls == calls
+    assert elapsed < 10, f"{elapsed:.1f} s of CPU for 1 MB"

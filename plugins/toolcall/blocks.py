@@ -42,14 +42,14 @@ def parse_blocks(
     if not isinstance(text, str):
         return ParseResult(content="", error=ParseError("a string", 0, f"got {type(text).__name__}"))
     try:
-        return _scan(text, start_marker, end_marker, parse_block, reject_nested)
+        return _scan(text, start_marker, end_marker, parse_block, reject_nested, expected)
     except Exception as exc:  # parse never raises; an unforeseen failure is a parse error
         return ParseResult(content=text, error=ParseError(
             expected=expected, position=0, message=f"unexpected {type(exc).__name__}: {exc}"))
 
 
 def _scan(text: str, start_marker: str, end_marker: str, parse_block: Callable[[str], list[ToolCall]],
-          reject_nested: bool) -> ParseResult:
+          reject_nested: bool, expected: str) -> ParseResult:
     content: list[str] = []
     calls: list[ToolCall] = []
     pos = 0
@@ -85,5 +85,10 @@ def _scan(text: str, start_marker: str, end_marker: str, parse_block: Callable[[
         except BlockError as exc:
             content.append(text[end + len(end_marker):])
             error = ParseError(exc.expected, block_start + exc.position, exc.message)
+            return ParseResult("".join(content), calls, error)
+        except (RecursionError, MemoryError, ValueError, TypeError) as exc:
+            # An unforeseen failure inside one block: that block is malformed, earlier blocks' calls stay.
+            content.append(text[end + len(end_marker):])
+            error = ParseError(expected, block_start, f"unexpected {type(exc).__name__}: {exc}"[:300])
             return ParseResult("".join(content), calls, error)
         pos = end + len(end_marker)

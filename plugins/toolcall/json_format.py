@@ -18,6 +18,7 @@ from typing import Any
 from edgesmith.core.toolcall import ParseResult, ToolCall, ToolCallFormat
 
 from .blocks import BlockError, parse_blocks
+from .pythonic import escape_surrogates
 
 JSON_CALL_START = "<tool_call>"
 JSON_CALL_END = "</tool_call>"
@@ -40,6 +41,41 @@ def _escape_markers(dumped: str) -> str:
     return dumped.replace(JSON_CALL_START, "\\u003ctool_call>").replace(JSON_CALL_END, "\\u003c/tool_call>")
 
 
+MAX_DEPTH = 100  # deeper arguments break JSON writers and comparisons downstream (RecursionError)
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists/dicts more than ``limit`` levels (iterative: no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            if depth >= limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def _check_renderable(value: Any, where: str, depth: int = 0) -> None:
+    """What ``render`` can write so that ``parse`` reads the same value back, else a ValueError."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{where}: dict key {key!r} is not a string (JSON would silently turn it into "
+                                 f"{json.dumps(str(key))}); accepted: string keys")
+            _check_renderable(item, where, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_renderable(item, where, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: the non-finite float {value!r} is not a JSON number")
+    elif not (value is None or isinstance(value, (str, int, float))):
+        raise ValueError(f"cannot write {type(value).__name__} {value!r:.60} as {where}; "
+                         "accepted: str, int, float, bool, None, list, tuple, dict")
+
+
 def _validate(obj: Any) -> tuple[ToolCall | None, str, str]:
     """(call, "", "") or (None, expected, message)."""
     if not isinstance(obj, dict):
@@ -56,6 +92,11 @@ def _validate(obj: Any) -> tuple[ToolCall | None, str, str]:
             args = json.loads(args, parse_float=_finite_float, parse_constant=_no_constant)
         except ValueError as exc:
             return None, '"arguments" as a JSON object', f"arguments is a string that is not JSON: {exc}"
+        except RecursionError:
+            return None, '"arguments" as a JSON object', "arguments is a string of JSON nested too deeply"
+    too_deep = _deeper_than(args, MAX_DEPTH)
+    if too_deep:
+        return None, f"arguments nested at most {MAX_DEPTH} levels", f"arguments of {name} are nested deeper"
     if not isinstance(args, dict):
         return None, '"arguments" as a JSON object', f"arguments of {name} is a {type(args).__name__}"
     extra = set(obj) - {"name", "arguments", "parameters", "id", "type"}
@@ -93,9 +134,16 @@ class JsonFormat(ToolCallFormat):
     end_token = JSON_CALL_END
 
     def render(self, calls: list[ToolCall]) -> str:
+        for c in calls:
+            if not isinstance(c.name, str) or not c.name:
+                raise ValueError(f"tool-call name {c.name!r} cannot be written; accepted: a non-empty string")
+            if not isinstance(c.arguments, dict):
+                raise ValueError(f"arguments of {c.name} must be a dict, got {type(c.arguments).__name__}")
+            _check_renderable(c.arguments, f"an argument of {c.name}")
         return "\n".join(
             f"{JSON_CALL_START}\n"
-            + _escape_markers(json.dumps({"name": c.name, "arguments": c.arguments}, ensure_ascii=False, allow_nan=False))
+            + escape_surrogates(_escape_markers(json.dumps({"name": c.name, "arguments": c.arguments},
+                                                           ensure_ascii=False, allow_nan=False)))
             + f"\n{JSON_CALL_END}"
             for c in calls
         )
