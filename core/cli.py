@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .command import Command
@@ -87,7 +88,8 @@ def _hydra_entry(command: Command, argv: list[str]) -> Any:
             result["value"] = command.function(cfg, run_dir)
         except EdgesmithError as exc:
             # Our errors already say what was wrong; a traceback would bury that.
-            Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages quote accepted values such as "[min, max]", which rich would eat as markup
+            Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise SystemExit(1) from exc
 
     saved_argv = sys.argv
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             command = commands[word]
         else:
             accepted = ", ".join([*BUILTIN_WORDS, *sorted(commands)])
-            console.print(f"[red]error:[/red] unknown command '{word}'; accepted: {accepted}", soft_wrap=True)
+            console.print(f"[red]error:[/red] {escape(f'unknown command {word!r}; accepted: {accepted}')}", soft_wrap=True)
             return 2
         register_stage_schemas(plugins)
         try:
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return 0
     except EdgesmithError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
 
 

@@ -85,3 +85,10 @@ def test_bad_stage_option_type_names_the_key(tmp_path, capsys, test_stages_regis
     assert run(tmp_path, "count.steps=lots") == 1
     assert "count.steps" in capsys.readouterr().err
     assert not (tmp_path / "produce").exists()
+
+
+def test_errors_keep_bracketed_accepted_values(capsys):
+    # rich markup would swallow "[min, max]" if the message were not escaped
+    assert main(["run", "search.space.num_attention=[3]"]) != 0
+    err = capsys.readouterr().err
+    assert "accepted [min, max] with 0 <= min <= max" in err

@@ -234,12 +234,31 @@ class PretrainStage(Stage):
             register_model_classes()
             set_seed(options.seed)
             model = AutoModelForCausalLM.from_config(config)
+            if options.copy_warmup_steps:
+                model = self._copy_warmup(ctx, model, tokenizer)
         result = self._train(ctx, model, tokenizer, texts)
         save_model_dir(model, tokenizer, final)
         n_params = sum(p.numel() for p in model.parameters())
         ctx.log_metrics(phase="done", parameters=n_params, train_loss=result.training_loss)
         return model_artifact(final, parameters=n_params, vocab_size=model.config.vocab_size,
                               train_loss=result.training_loss, documents=len(texts), init_from=source)
+
+    def _copy_warmup(self, ctx: StageContext, model: Any, tokenizer: Any) -> Any:
+        """The copy curriculum (:mod:`.copy_warmup`) on a fresh model; its result is kept for resume."""
+        from .copy_warmup import CopyWarmup, run_copy_warmup
+
+        options: PretrainConfig = self.options
+        work = ctx.out_dir / "copy_warmup"
+        if is_finished_model_dir(work / "model"):
+            return load_model_and_tokenizer(work / "model")[0]
+        warmup = CopyWarmup(sequences=options.copy_warmup_steps * options.copy_warmup_batch_size,
+                            seq_len=options.copy_warmup_seq_len)
+        facts = run_copy_warmup(ctx, model, tokenizer, warmup, steps=options.copy_warmup_steps,
+                                batch_size=options.copy_warmup_batch_size,
+                                learning_rate=options.copy_warmup_learning_rate, seed=options.seed, work_dir=work)
+        save_model_dir(model, tokenizer, work / "model")
+        ctx.log_metrics(phase="copy_warmup_done", **facts)
+        return model
 
     def _train(self, ctx: StageContext, model: Any, tokenizer: Any, texts: list[str]) -> Any:
         from datasets import Dataset

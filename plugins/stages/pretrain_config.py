@@ -20,6 +20,12 @@ class PretrainConfig:
     files) instead of the built-in corpus. The built-in corpus is ``n_documents`` documents,
     ``chat_fraction`` of them chat transcripts of ``environments``' training tasks (at
     ``difficulty``) with their reference solutions, the rest generated plain text.
+
+    ``copy_warmup_steps`` > 0 first trains a fresh model on the copy curriculum of
+    :mod:`edgesmith.plugins.stages.copy_warmup` (``copy_warmup_batch_size`` sequences of
+    ``copy_warmup_seq_len`` random tokens per step): it forms the induction circuit that
+    copying values from a request needs, which the corpus alone reaches only after a long
+    plateau.
     """
 
     init_from: str | None = None
@@ -31,6 +37,10 @@ class PretrainConfig:
     chat_fraction: float = 0.5
     difficulty: int = 1
     max_steps: int = 300
+    copy_warmup_steps: int = 0
+    copy_warmup_batch_size: int = 64
+    copy_warmup_seq_len: int = 32
+    copy_warmup_learning_rate: float = 2e-3
     batch_size: int = 8
     seq_len: int = 256
     learning_rate: float = 3e-3
@@ -39,9 +49,17 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        require_at_least_one(self, "pretrain", ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps"))
+        require_at_least_one(self, "pretrain", ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps",
+                                                "copy_warmup_batch_size"))
         if not self.learning_rate > 0:
             raise ConfigError("pretrain.learning_rate", self.learning_rate, "a positive number")
+        if self.copy_warmup_steps < 0:
+            raise ConfigError("pretrain.copy_warmup_steps", self.copy_warmup_steps, "an integer >= 0 (0: no warm-up)")
+        if self.copy_warmup_seq_len < 16:
+            raise ConfigError("pretrain.copy_warmup_seq_len", self.copy_warmup_seq_len,
+                              "an integer >= 16 (room for a 6-token span and its copy)")
+        if not self.copy_warmup_learning_rate > 0:
+            raise ConfigError("pretrain.copy_warmup_learning_rate", self.copy_warmup_learning_rate, "a positive number")
         if not 0 <= self.chat_fraction <= 1:
             raise ConfigError("pretrain.chat_fraction", self.chat_fraction, "a number from 0 to 1")
         if not 0 <= self.warmup_ratio < 1:

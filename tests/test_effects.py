@@ -1,0 +1,80 @@
+"""The direction of the pipeline's effects at test scale, with real training throughout.
+
+A loop-prone checkpoint is built by real SFT: in the ``chant`` environment the right answer
+ends after three words, but most training answers chant on past the training length, so
+greedy decoding runs to the budget. On-policy DPO with the default jury (verifier, loop
+judge, length) then prefers the sampled answers that end: the greedy loop rate must fall.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgesmith.core.environment import Environment, Task, Verification
+from edgesmith.core.hookspecs import hookimpl
+from edgesmith.core.pipeline import run_pipeline
+from stages_support import EOS, base_model, run_config
+
+ANSWER = "la la la."
+
+
+class ChantEnvironment(Environment):
+    """'Chant N.': the answer is three words and a full stop; 3 of 4 training answers never end."""
+
+    name = "chant"
+
+    def tasks(self, split, n):
+        offset = 0 if split == "train" else 10_000
+        return [Task(id=f"chant-{split}-{i}", messages=[{"role": "user", "content": f"Chant {offset + i}."}],
+                     reference=ANSWER, solution="la " * 60 if split == "train" and i % 4 else ANSWER)
+                for i in range(n)]
+
+    def verify(self, task, completion):
+        ok = completion.split(EOS)[0].strip() == ANSWER
+        return Verification(1.0 if ok else 0.0, ok, {})
+
+
+class _Chant:
+    @hookimpl
+    def edgesmith_environments(self):
+        return {"chant": ChantEnvironment}
+
+
+@pytest.fixture
+def chant_registered():
+    from edgesmith.core.plugin_manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    manager.register(_Chant(), name="tests:chant", provider="edgesmith tests (test_effects)")
+    try:
+        yield manager
+    finally:
+        manager.unregister("tests:chant")
+
+
+def greedy_loop_rate(model_dir, n=24):
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+    from edgesmith.plugins.loops.detector import detect_loop
+    from edgesmith.plugins.stages.training import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    tasks = ChantEnvironment().tasks("eval", n)
+    completions = generate_completions(model, tokenizer, tasks, temperature=0.0, max_new_tokens=64)
+    return sum(detect_loop(list(c.token_ids), c.finished).looping for (c,) in completions) / n
+
+
+def test_dpo_lowers_the_greedy_loop_rate_of_a_loop_prone_checkpoint(tmp_path, tmp_path_factory, chant_registered,
+                                                                     one_thread):
+    torch.manual_seed(0)
+    cfg = run_config(tmp_path, ["sft", "dpo"], init_from=str(base_model(tmp_path_factory)),
+                     sft={"environments": ["chant"], "tasks_per_environment": 64, "max_steps": 200,
+                          "batch_size": 8, "max_length": 48, "learning_rate": 5e-3, "save_steps": 200},
+                     dpo={"environments": ["chant"], "prompts_per_environment": 24, "rounds": 2, "samples": 6,
+                          "temperature": 1.0, "max_new_tokens": 64, "batch_size": 8, "max_length": 96,
+                          "learning_rate": 2e-3, "save_steps": 50})
+    artifacts = run_pipeline(cfg, tmp_path / "run", chant_registered)
+    after_sft = greedy_loop_rate(artifacts["sft"].path)
+    after_dpo = greedy_loop_rate(artifacts["dpo"].path)
+    assert after_sft >= 0.5, "the SFT checkpoint should loop on most prompts (3 of 4 training answers never end)"
+    assert after_dpo <= after_sft - 0.25, (after_sft, after_dpo)
