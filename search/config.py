@@ -112,15 +112,28 @@ class ChooseConfig:
     model_name: str = "searched"
 
 
+def load_preset(path: Any, seed: int = 0) -> Any:
+    """A ``conf/search/<preset>.yaml`` read on its own, outside a composed Hydra config.
+
+    The presets take the run's top-level seed (``seed: ${seed}``); read alone there is no top
+    level, so ``seed`` stands in for it. Returns a resolved ``DictConfig``.
+    """
+    from omegaconf import OmegaConf
+
+    root = OmegaConf.create({"seed": seed, "search": OmegaConf.load(path)})
+    return OmegaConf.create(OmegaConf.to_container(root.search, resolve=True))
+
+
 @dataclass
 class SearchConfig:
     """The ``search`` config group: space, constraints, study, profiler, proxy, farm, export.
 
     ``storage``: null (a SQLite file ``study.db`` in the run directory), ``sqlite:///PATH``,
     ``journal:///PATH`` (an Optuna journal file), any SQLAlchemy URL
-    (``postgresql://...``, ``mysql+pymysql://...``), or ``grpc://HOST:PORT`` (Optuna's
-    gRPC storage proxy; needs grpcio). Workers sharing ``storage`` and ``study_name``
-    work on one study. ``n_trials`` counts evaluated trials of the whole study (measured,
+    (``postgresql://...``, ``mysql+pymysql://...``); ``grpc://`` is refused (not supported).
+    Workers sharing ``storage`` and ``study_name`` work on one study; only the RDB
+    storages (SQLite and SQLAlchemy URLs) retry a dead worker's trial (heartbeats), the
+    journal does not. ``n_trials`` counts evaluated trials of the whole study (measured,
     or pruned by the proxy; candidates rejected by the analytic cost model are not
     counted), so a re-run resumes with the remainder. ``corpus_documents``: how many
     documents of the built-in corpus the ``short_train`` proxy trains on when the search

@@ -7,17 +7,19 @@ Accepted forms:
   Optuna's RDB storage, with heartbeats so a live worker retries a dead worker's trial;
 - ``journal:///PATH``: Optuna's journal file (``JournalFileBackend``) for file systems
   where SQLite locking is unreliable (e.g. NFS). Optuna's journal storage has no
-  heartbeat, so a killed worker's trial stays RUNNING and is not retried;
-- ``grpc://HOST:PORT``: Optuna's gRPC storage proxy (``GrpcStorageProxy``), for machines
-  that cannot share a file or reach the database; it needs the ``grpcio`` and
-  ``protobuf`` packages, and a server started with
-  ``optuna.storages.run_grpc_proxy_server(get_storage(URL), host=..., port=...)``.
+  heartbeat, so a killed worker's trial stays RUNNING and is not retried.
+
+Which storages retry a dead worker's trial: only the RDB ones (SQLite, PostgreSQL, MySQL,
+any SQLAlchemy URL), through heartbeats (:data:`RETRY_NOTE` says it at start-up).
+
+``grpc://HOST:PORT`` (Optuna's ``GrpcStorageProxy``) is not accepted: edgesmith neither
+declares nor tests ``grpcio``, so instead of a path that only constructs the proxy it is
+an error naming the accepted storages. Machines that cannot share a file can share a
+database server (``postgresql://...``), which also retries dead workers' trials.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,21 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from edgesmith.core.errors import ConfigError
 
 ACCEPTED = ("null (SQLite file in the run directory), sqlite:///PATH, journal:///PATH, "
-            "grpc://HOST:PORT, or an SQLAlchemy database URL such as postgresql://USER:PASS@HOST/DB")
+            "or an SQLAlchemy database URL such as postgresql://USER:PASS@HOST/DB")
+
+#: what a worker says at start-up about a dead worker's trial, by storage kind
+RETRY_NOTE = {
+    "sqlite": "a dead worker's trial is retried: RDB storage with heartbeats (a trial with no heartbeat "
+              "for search.workers.grace_period_s is failed and re-queued, at most search.workers.max_retry "
+              "times)",
+    "rdb": "a dead worker's trial is retried: RDB storage with heartbeats (a trial with no heartbeat "
+           "for search.workers.grace_period_s is failed and re-queued, at most search.workers.max_retry "
+           "times)",
+    "journal": "a dead worker's trial is NOT retried: the journal storage has no heartbeats, so a killed "
+               "worker's trial stays RUNNING and the other workers stop waiting for it after "
+               "search.workers.wait_timeout_s; only RDB storages (sqlite:///..., postgresql://..., "
+               "mysql+pymysql://...) retry it",
+}
 
 
 @dataclass
@@ -37,9 +53,19 @@ class ResolvedStorage:
     """The Optuna storage object plus what the study needs to know about it."""
 
     url: str
-    kind: str  # sqlite | rdb | journal | grpc
+    kind: str  # sqlite | rdb | journal
     storage: Any
     heartbeat: bool
+
+    @property
+    def retries_dead_trials(self) -> bool:
+        """Whether a trial whose worker died is failed and re-queued (only with heartbeats)."""
+        return self.heartbeat
+
+    @property
+    def retry_note(self) -> str:
+        """One sentence for the start-up log: is a dead worker's trial retried on this storage?"""
+        return RETRY_NOTE[self.kind]
 
 
 def _bad(url: Any, detail: str) -> ConfigError:
@@ -61,16 +87,9 @@ def resolve_storage(url: str | None, run_dir: Path, heartbeat_interval_s: int = 
         path.parent.mkdir(parents=True, exist_ok=True)
         return ResolvedStorage(url, "journal", JournalStorage(JournalFileBackend(str(path))), False)
     if scheme == "grpc":
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})/?", rest)
-        if not m or not 0 < int(m.group(2)) < 65536:
-            raise _bad(url, "a gRPC storage proxy URL is grpc://HOST:PORT")
-        if importlib.util.find_spec("grpc") is None:
-            raise ConfigError("search.storage", url, "a storage whose client is installed",
-                              detail="Optuna's gRPC storage proxy needs the grpcio and protobuf packages, "
-                                     "which are not installed: pip install grpcio protobuf")
-        from optuna.storages import GrpcStorageProxy
-
-        return ResolvedStorage(url, "grpc", GrpcStorageProxy(host=m.group(1), port=int(m.group(2))), False)
+        raise _bad(url, "the gRPC storage proxy is not supported (grpcio is not a dependency of edgesmith); "
+                        "machines that cannot share a file can share a database server instead "
+                        "(postgresql://..., which also retries a dead worker's trial)")
     import sqlalchemy
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 

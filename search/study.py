@@ -6,7 +6,9 @@ that its device fingerprint matches the study's target before it measures anythi
 ``search.n_trials`` counts the study's evaluated trials (measured, or pruned by the proxy;
 candidates the analytic cost model rejects are not counted), so a re-run resumes with
 what is left and never redoes a finished trial; a trial whose worker died (no heartbeat for
-``grace_period_s``) is failed and queued again with the same parameters for any live worker.
+``grace_period_s``) is failed and queued again with the same parameters for any live worker
+on RDB storages (SQLite, PostgreSQL, MySQL); the journal storage has no heartbeats, so there
+it stays RUNNING. Each worker says which at start-up (and warns on the journal).
 
 Per trial: the space suggests a candidate (one already evaluated reuses its results,
 :mod:`.duplicates`); the analytic cost model rejects candidates
@@ -19,6 +21,7 @@ so NSGA-II, NSGA-III, TPE and GP samplers all treat infeasible trials as such.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import statistics
@@ -332,6 +335,10 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
                   f"({'created' if created else f'joined, {done0} finished trials'}); "
                   f"target {cfg.n_trials} finished trials", highlight=False)
+    # Say at start-up whether a killed worker's trial will be retried on this storage.
+    console.print(f"storage {resolved.kind}: {resolved.retry_note}", highlight=False)
+    if not resolved.retries_dead_trials:
+        logging.getLogger("edgesmith.search").warning("storage %s: %s", resolved.kind, resolved.retry_note)
 
     started = time.time()
     waited_since: float | None = None

@@ -15,7 +15,7 @@ from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.stage_options import build_options
 from edgesmith.search.choice import choose, describe_choice
-from edgesmith.search.config import SearchConfig
+from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.duplicates import MAX_CONSECUTIVE
 from edgesmith.search.space import SearchSpace
 from edgesmith.search.study import run_search
@@ -76,7 +76,7 @@ def test_nearest_fallback_when_nothing_meets_the_budget():
 
 
 def test_a_repeated_candidate_reuses_its_results_and_an_exhausted_space_stops(tmp_path):
-    section = OmegaConf.to_container(OmegaConf.load(CONF / "tiny.yaml"))
+    section = OmegaConf.to_container(load_preset(CONF / "tiny.yaml"))
     section.update(objectives=["proxy"], plots=False, n_trials=3, proxy={"name": "zero_cost", "options": {}})
     section["constraints"]["peak_memory_mb"] = None
     section["space"].update(num_layers=[2, 2], hidden_size=[64], ffn_ratio=[2.0], num_attention_heads=[2],
@@ -93,7 +93,7 @@ def test_a_repeated_candidate_reuses_its_results_and_an_exhausted_space_stops(tm
 
 
 def test_main_preset_space():
-    cfg = build_options(SearchConfig, OmegaConf.load(CONF / "main.yaml"), key="search")
+    cfg = build_options(SearchConfig, load_preset(CONF / "main.yaml"), key="search")
     assert cfg.proxy.name == "short_train" and cfg.proxy.options["tokenizer"] == "bpe"
     space = SearchSpace(cfg.space)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -108,7 +108,7 @@ def test_main_preset_space():
 
 
 def test_main_preset_through_the_stage_at_a_small_scale(tmp_path):
-    section = OmegaConf.to_container(OmegaConf.load(CONF / "main.yaml"))
+    section = OmegaConf.to_container(load_preset(CONF / "main.yaml"))
     section.update(n_trials=2, plots=False, corpus_documents=60, timeout_s=None)
     section["proxy"]["options"].update(tokens=512, seq_len=32, batch_size=4, eval_every=100, val_documents=6)
     section["profiler"]["options"].update(repeats=2, warmup=0, decode_context=16, decode_tokens=2, prefill_tokens=8)

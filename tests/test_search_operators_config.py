@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager, reset_plugin_manager
 from edgesmith.core.stage_options import build_options
-from edgesmith.search.config import SearchConfig
+from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.space import SearchSpace
 from edgesmith.search.study import run_search
 
@@ -78,7 +78,7 @@ def test_the_command_line_can_replace_a_presets_operators():
 
 
 def test_a_study_over_a_third_party_operator(tmp_path, with_example_plugin):
-    section = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "search" / "tiny.yaml"))
+    section = OmegaConf.to_container(load_preset(REPO / "conf" / "search" / "tiny.yaml"))
     section.update(objectives=["proxy"], plots=False, n_trials=3, proxy={"name": "zero_cost", "options": {}})
     section["constraints"]["peak_memory_mb"] = None
     section["space"]["operators"] = {"causal_mean": {}, "gqa": {}}

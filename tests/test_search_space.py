@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import types
 
 import optuna
@@ -126,8 +125,14 @@ def test_malformed_storage_urls_are_rejected_clearly(tmp_path):
         assert "search.storage" in str(info.value) and "sqlite:///PATH" in str(info.value)
     assert resolve_storage(None, tmp_path).url == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
     assert resolve_storage(f"journal://{tmp_path}/j.log", tmp_path).kind == "journal"
-    if importlib.util.find_spec("grpc") is None:
-        with pytest.raises(ConfigError, match="grpcio"):
-            resolve_storage("grpc://localhost:13000", tmp_path)
-    else:
-        assert resolve_storage("grpc://localhost:13000", tmp_path).kind == "grpc"
+    # gRPC is refused (not supported), naming the storages that are accepted
+    with pytest.raises(ConfigError) as info:
+        resolve_storage("grpc://localhost:13000", tmp_path)
+    message = str(info.value)
+    assert "gRPC storage proxy is not supported" in message
+    assert all(form in message for form in ("sqlite:///PATH", "journal:///PATH", "postgresql://"))
+    assert "grpc://HOST:PORT" not in message
+    journal = resolve_storage(f"journal://{tmp_path}/k.log", tmp_path)
+    assert not journal.retries_dead_trials and "NOT retried" in journal.retry_note
+    sqlite = resolve_storage(None, tmp_path)
+    assert sqlite.retries_dead_trials and "is retried" in sqlite.retry_note

@@ -15,7 +15,7 @@ from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.plugin_manager import PluginManager
 from edgesmith.core.stage_options import build_options
-from edgesmith.search.config import SearchConfig
+from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.proxies.zero_cost import ZeroCostProxy
 from edgesmith.search.study import FingerprintMismatchError, InfeasibleSpaceError, run_search
 
@@ -24,7 +24,7 @@ TINY = Path(edgesmith.conf.__file__).parent / "search" / "tiny.yaml"
 
 def tiny_section(**overrides) -> dict:
     """The tiny preset with cheap trials: the zero-cost proxy as the only objective, no profiling."""
-    section = OmegaConf.to_container(OmegaConf.load(TINY))
+    section = OmegaConf.to_container(load_preset(TINY))
     section.update(objectives=["proxy"], plots=False)
     section["constraints"]["peak_memory_mb"] = None
     section["proxy"] = {"name": "zero_cost", "options": {}}
@@ -104,6 +104,26 @@ def test_journal_storage_study_and_resume(tmp_path):
     assert first.states == {"COMPLETE": 2} and (tmp_path / "study.log").stat().st_size > 0
     second = run_search(tiny(storage=storage, n_trials=3, sampler="tpe", sampler_options={}), tmp_path / "b")
     assert second.trials_run_here == [2]
+
+
+def test_start_up_says_whether_a_dead_workers_trial_is_retried(tmp_path, caplog):
+    import io
+    import logging
+
+    from rich.console import Console
+
+    said = {}
+    for kind, storage in (("journal", f"journal://{tmp_path}/j.log"), ("sqlite", f"sqlite:///{tmp_path}/s.db")):
+        out = io.StringIO()
+        with caplog.at_level(logging.WARNING, logger="edgesmith.search"):
+            caplog.clear()
+            run_search(tiny(storage=storage, n_trials=1), tmp_path / kind, console=Console(file=out, width=400))
+            said[kind] = (out.getvalue(), [r.getMessage() for r in caplog.records])
+    text, warned = said["journal"]
+    assert "storage journal: a dead worker's trial is NOT retried" in text
+    assert any("NOT retried" in w and "wait_timeout_s" in w for w in warned)
+    text, warned = said["sqlite"]
+    assert "storage sqlite: a dead worker's trial is retried" in text and not warned
 
 
 def test_search_stage_hands_a_model_config_to_the_next_stage(tmp_path):

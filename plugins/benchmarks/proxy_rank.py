@@ -79,9 +79,9 @@ def rank_correlation(x: list[float], y: list[float]) -> float | None:
 
 
 def search_config(opts: ProxyRankOptions) -> Any:
-    from edgesmith.search.config import SearchConfig
+    from edgesmith.search.config import SearchConfig, load_preset
 
-    preset = OmegaConf.load(CONF_DIR / "search" / f"{opts.preset}.yaml")
+    preset = load_preset(CONF_DIR / "search" / f"{opts.preset}.yaml", seed=opts.seed)
     merged = OmegaConf.merge(preset, OmegaConf.create(opts.search))
     return build_options(SearchConfig, OmegaConf.to_container(merged), key=f"{SECTION}.search")
 
