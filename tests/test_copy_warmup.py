@@ -50,3 +50,26 @@ def test_a_tiny_model_learns_to_copy_the_span(one_thread):
     # chance is ln(61) ~ 4.1 nats per copied token; copying brings it near zero
     assert sum(losses[:10]) / 10 > 3.5
     assert sum(losses[-20:]) / 20 < 1.0, losses[::25]
+
+
+def test_the_warmup_stops_once_the_span_is_copied(tmp_path, one_thread):
+    from transformers import AutoModelForCausalLM
+
+    import edgesmith.core.modeling  # noqa: F401
+    from edgesmith.core.configuration import EdgeConfig
+    from edgesmith.core.stage import StageContext
+    from edgesmith.plugins.stages.copy_warmup import run_copy_warmup
+    from edgesmith.plugins.world.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["copy the span and copy it again"] * 10, 280)
+    config = EdgeConfig(vocab_size=280, hidden_size=64, intermediate_size=128, num_attention_heads=2,
+                        num_key_value_heads=1, max_position_embeddings=64,
+                        layers=[{"op": "short_conv", "conv_length": 3}, {"op": "gqa"}])
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    ctx = StageContext(name="pretrain", config=None, options=None, out_dir=tmp_path, artifacts={}, plugins=None)
+    facts = run_copy_warmup(ctx, model, tokenizer, CopyWarmup(sequences=1500 * 32, seq_len=24), steps=1500,
+                            batch_size=32, learning_rate=3e-3, seed=0, work_dir=tmp_path / "warmup",
+                            target_loss=1.0)
+    assert facts["copy_warmup_reached_target"] and facts["copy_warmup_steps"] < 1500
+    assert facts["copy_warmup_final_loss"] < 2.0

@@ -172,6 +172,9 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
                 for _, tasks in task_sets.values())
     if total == 0:
         raise EdgesmithError("the evaluation set is empty: no task in any environment")
+    from edgesmith.plugins.loops.numerals import numeral_token_ids
+
+    numerals = numeral_token_ids(tokenizer)
     records: list[dict[str, Any]] = []
     results: dict[str, Any] = {"model": str(model_path) if model_path else type(model).__name__,
                                "options": _plain(options), "environments": {}}
@@ -188,6 +191,7 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
                 max_new_tokens=options.max_new_tokens, batch_size=options.batch_size, seed=options.seed,
                 loop_guard=options.loop_guard, progress=lambda done: progress.advance(bar, done))
             detector = dict(options.loop_detector)
+            detector.setdefault("numeral_ids", numerals)
             by_mode = {"greedy": [[c] for c in rollouts.greedy], "sampled": rollouts.sampled}
             results["environments"][env_name] = {}
             for mode, per_task in by_mode.items():

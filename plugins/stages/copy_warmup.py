@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 from edgesmith.core.stage import StageContext
 
@@ -59,9 +60,36 @@ def copy_sequences(vocab_size: int, special_ids: set[int], warmup: CopyWarmup, s
     return {"input_ids": ids, "labels": labels}
 
 
+class StopWhenCopying(TrainerCallback):
+    """Ends the warm-up once the mean span loss of the last ``window`` steps is below ``target``.
+
+    When the breakthrough comes depends on the architecture and the seed (between ~300 and
+    ~600 steps for the main job's candidates), so a fixed step count is either wasted time or
+    too short; the step budget is only an upper bound.
+    """
+
+    def __init__(self, target: float, window: int = 10):
+        self.target, self.window = target, window
+        self.losses: list[float] = []
+        self.stopped_at: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append(float(logs["loss"]))
+            recent = self.losses[-self.window:]
+            if len(recent) == self.window and sum(recent) / self.window < self.target:
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
+
+
 def run_copy_warmup(ctx: StageContext, model: Any, tokenizer: Any, warmup: CopyWarmup, *, steps: int,
-                    batch_size: int, learning_rate: float, seed: int, work_dir: Path) -> dict[str, Any]:
-    """Trains ``model`` in place on the copy curriculum with transformers' Trainer (checkpointed)."""
+                    batch_size: int, learning_rate: float, seed: int, work_dir: Path,
+                    target_loss: float = 0.0) -> dict[str, Any]:
+    """Trains ``model`` in place on the copy curriculum with transformers' Trainer (checkpointed).
+
+    At most ``steps`` steps; with ``target_loss`` > 0 it stops as soon as the span loss
+    (mean of the last 10 steps) is below it.
+    """
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
@@ -76,7 +104,11 @@ def run_copy_warmup(ctx: StageContext, model: Any, tokenizer: Any, warmup: CopyW
     # constant: the breakthrough comes after a plateau, and a decaying rate postpones it past the end
     settings["lr_scheduler_type"] = "constant"
     args = TrainingArguments(**settings, remove_unused_columns=False)
+    stop = StopWhenCopying(target_loss) if target_loss > 0 else None
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      callbacks=[StageCallback(ctx, "copy warm-up")])
+                      callbacks=[StageCallback(ctx, "copy warm-up"), *([stop] if stop else [])])
     result = train_with_resume(trainer, checkpoints, ctx, "copy warm-up")
-    return {"copy_warmup_loss": result.training_loss, "copy_warmup_steps": steps}
+    final_loss = stop.losses[-1] if stop and stop.losses else None
+    return {"copy_warmup_loss": result.training_loss, "copy_warmup_final_loss": final_loss,
+            "copy_warmup_steps": trainer.state.global_step, "copy_warmup_max_steps": steps,
+            "copy_warmup_reached_target": bool(stop and stop.stopped_at is not None)}

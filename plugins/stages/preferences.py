@@ -78,6 +78,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     """Samples, judges and pairs; the greedy completion is always one of the candidates."""
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
+    from edgesmith.plugins.loops.numerals import numeral_token_ids
+
+    numerals = numeral_token_ids(tokenizer)
 
     by_env: dict[str, list[Task]] = {}
     for env_name, task in tasks:
@@ -96,7 +99,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             verdict = jury.score(task, texts, environments[env_name], finished)
             candidates = []
             for i, c in enumerate(completions):
-                looping = detect_loop(list(c.token_ids) if c.token_ids is not None else c.text, c.finished).looping
+                looping = (detect_loop(list(c.token_ids), c.finished, numeral_ids=numerals).looping
+                           if c.token_ids is not None else detect_loop(c.text, c.finished).looping)
                 loops += looping
                 candidates.append(Candidate(text=c.text, score=verdict.scores[i],
                                             by_judge={k: v[i] for k, v in verdict.by_judge.items()},

@@ -255,7 +255,8 @@ class PretrainStage(Stage):
                             seq_len=options.copy_warmup_seq_len)
         facts = run_copy_warmup(ctx, model, tokenizer, warmup, steps=options.copy_warmup_steps,
                                 batch_size=options.copy_warmup_batch_size,
-                                learning_rate=options.copy_warmup_learning_rate, seed=options.seed, work_dir=work)
+                                learning_rate=options.copy_warmup_learning_rate, seed=options.seed, work_dir=work,
+                                target_loss=options.copy_warmup_target_loss)
         save_model_dir(model, tokenizer, work / "model")
         ctx.log_metrics(phase="copy_warmup_done", **facts)
         return model

@@ -23,9 +23,10 @@ class PretrainConfig:
 
     ``copy_warmup_steps`` > 0 first trains a fresh model on the copy curriculum of
     :mod:`edgesmith.plugins.stages.copy_warmup` (``copy_warmup_batch_size`` sequences of
-    ``copy_warmup_seq_len`` random tokens per step): it forms the induction circuit that
-    copying values from a request needs, which the corpus alone reaches only after a long
-    plateau.
+    ``copy_warmup_seq_len`` random tokens per step) for at most that many steps, stopping
+    once the loss on the copied spans is below ``copy_warmup_target_loss`` nats (0: run
+    every step): it forms the induction circuit that copying values from a request needs,
+    which the corpus alone reaches only after a long plateau.
     """
 
     init_from: str | None = None
@@ -41,6 +42,7 @@ class PretrainConfig:
     copy_warmup_batch_size: int = 64
     copy_warmup_seq_len: int = 32
     copy_warmup_learning_rate: float = 2e-3
+    copy_warmup_target_loss: float = 1.0
     batch_size: int = 8
     seq_len: int = 256
     learning_rate: float = 3e-3
@@ -58,6 +60,9 @@ class PretrainConfig:
         if self.copy_warmup_seq_len < 16:
             raise ConfigError("pretrain.copy_warmup_seq_len", self.copy_warmup_seq_len,
                               "an integer >= 16 (room for a 6-token span and its copy)")
+        if self.copy_warmup_target_loss < 0:
+            raise ConfigError("pretrain.copy_warmup_target_loss", self.copy_warmup_target_loss,
+                              "a number >= 0 (0: always run copy_warmup_steps steps)")
         if not self.copy_warmup_learning_rate > 0:
             raise ConfigError("pretrain.copy_warmup_learning_rate", self.copy_warmup_learning_rate, "a positive number")
         if not 0 <= self.chat_fraction <= 1:
