@@ -81,7 +81,7 @@ def python_roots() -> list[str]:
     return kept
 
 
-def _system_mounts(roots: list[tuple[str, str]]) -> list[str]:
+def _system_mounts() -> list[str]:
     args = ["--ro-bind", "/usr", "/usr"]
     for name in _SYSTEM_DIRS:  # merged-/usr systems have links, older ones directories
         path = Path("/", name)
@@ -91,9 +91,13 @@ def _system_mounts(roots: list[tuple[str, str]]) -> list[str]:
             args += ["--ro-bind", str(path), str(path)]
     for path in _ETC_FILES:
         args += ["--ro-bind-try", path, path]
-    for source, dest in roots:
-        args += ["--ro-bind", source, dest]
     return args
+
+
+def _python_mounts(roots: list[tuple[str, str]]) -> list[str]:
+    # Bound after the tmpfs at WORKDIR: a checkout or venv under /tmp (CI clones there) stays
+    # visible, read-only, on top of the private tmpfs instead of being hidden by it.
+    return [arg for source, dest in roots for arg in ("--ro-bind", source, dest)]
 
 
 def command(bwrap: str, roots: list[tuple[str, str]], code_fd: int, boot_fd: int, info_fd: int,
@@ -110,10 +114,11 @@ def command(bwrap: str, roots: list[tuple[str, str]], code_fd: int, boot_fd: int
         "--die-with-parent", "--new-session", "--hostname", "sandbox",
         "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
         "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8",
-        *_system_mounts(roots),
+        *_system_mounts(),
         "--proc", "/proc",
         "--dev", "/dev", "--remount-ro", "/dev",  # bwrap's /dev is a writable tmpfs without a size: freeze it
         "--size", str(disk_bytes), "--perms", "1777", "--tmpfs", WORKDIR,
+        *_python_mounts(roots),
         "--perms", "0444", "--file", str(code_fd), f"{WORKDIR}/main.py",
         "--perms", "0444", "--ro-bind-data", str(boot_fd), BOOT_INSIDE,
         "--remount-ro", "/",
