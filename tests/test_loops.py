@@ -9,22 +9,10 @@ import torch
 
 from edgesmith.plugins.loops import detect_loop
 from edgesmith.plugins.loops.detector import periodic_tail, text_to_tokens
-
-WORDS = ("apples pears bread cheese onions garlic rice beans lentils flour sugar salt pepper basil thyme "
-         "carrots leeks milk butter eggs yogurt honey tea coffee oats nuts plums grapes lemons limes "
-         "figs dates kale peas corn squash melons cherries olives capers").split()
-
+from loop_cases import WORDS, markdown_table
 
 def numbered_list(n: int) -> str:
     return "Shopping list:\n" + "".join(f"{i}. {WORDS[i % len(WORDS)]}\n" for i in range(1, n + 1))
-
-
-def markdown_table(rows: int, seed: int = 0) -> str:
-    rng = random.Random(seed)
-    lines = ["| town | population | main good |", "| --- | --- | --- |"]
-    lines += [f"| {rng.choice(WORDS).title()}ton | {rng.randint(1, 99) * 100} | {rng.choice(WORDS)} |"
-              for _ in range(rows)]
-    return "\n".join(lines) + "\n"
 
 
 LOOPING = {
