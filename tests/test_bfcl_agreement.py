@@ -7,7 +7,7 @@ import pytest
 from edgesmith.core.toolcall import ToolCall
 from edgesmith.plugins.environments.ast_checker import check_calls
 
-pytest.importorskip("bfcl_eval")
+import bfcl_eval  # noqa: F401,E402  (installed by scripts/setup.sh: its absence is a failure, not a skip)
 
 FUNCTIONS = [{"name": "f", "parameters": {"type": "dict", "required": ["n"], "properties": {
     "n": {"type": "integer"},
