@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from edgesmith.core.errors import StageError
+from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.stage import StageContext
 from edgesmith.plugins.judges.jury import Jury, JudgeSpec
@@ -15,7 +15,7 @@ from edgesmith.plugins.stages.dpo import train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
 from edgesmith.plugins.stages.training import load_model_and_tokenizer
-from stages_support import LettersEnvironment, base_model, registered_test_plugins, run_config
+from stages_support import LettersEnvironment, NeverEnvironment, base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
 
@@ -89,11 +89,45 @@ def test_sigmoid_norm_is_the_default_and_trl_knows_it():
 def test_all_ties_is_a_clear_error(tmp_path, tmp_path_factory, manager):
     # The untrained model never says the code: the verifier scores every candidate 0.
     cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
-                     dpo={"environments": ["never"], "judges": [{"name": "verifier", "weight": 1.0}]})
+                     dpo={"environments": ["never"], "judges": [{"name": "verifier", "weight": 1.0}],
+                          "reference_chosen": False})
     with pytest.raises(StageError, match="tie") as info:
         run_pipeline(cfg, tmp_path / "run", manager)
     assert "dpo.temperature" in str(info.value)
     assert (tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl").read_text() == ""
+
+
+def _never_preferences(manager, tmp_path_factory, **options):
+    model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    env = NeverEnvironment(seed=0)
+    tasks = env.tasks("train", 4)
+    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("length", 0.1)], "weighted_sum", manager)
+    return build_preferences(model, tokenizer, [("never", t) for t in tasks], {"never": env}, jury, samples=3,
+                             temperature=1.5, max_new_tokens=8, round_index=0, seed=0, **options)
+
+
+def test_when_no_sample_is_good_the_reference_solution_is_chosen(tmp_path_factory, manager):
+    # Every sample is wrong (verifier 0); the reference solution scores 1 with the same jury.
+    result = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True)
+    assert len(result.pairs) == 4 and result.ties == 0
+    for pair in result.pairs:
+        assert pair.chosen == "zebra-quartz-7" and pair.chosen_score >= 1.0
+        assert [c.reference for c in pair.candidates].count(True) == 1
+        assert pair.rejected != pair.chosen and pair.rejected_score < 0.2
+    assert result.candidates == 4 * 4  # the reference is not counted as a sample
+
+
+def test_a_difference_below_the_margin_is_a_tie(tmp_path_factory, manager):
+    # Without the reference, candidates differ only by the length judge (weight 0.1): no pair
+    # may teach "the shorter wrong answer", while margin 0 pairs them by length.
+    assert _never_preferences(manager, tmp_path_factory, min_margin=0.5).pairs == []
+    by_length = _never_preferences(manager, tmp_path_factory, min_margin=0.0)
+    assert by_length.pairs and all(0 < p.chosen_score - p.rejected_score <= 0.1 for p in by_length.pairs)
+
+
+def test_a_negative_margin_is_refused():
+    with pytest.raises(ConfigError, match="dpo.min_margin"):
+        DPOStageConfig(min_margin=-0.1)
 
 
 def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manager):

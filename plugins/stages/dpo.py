@@ -117,7 +117,8 @@ class DPOStage(Stage):
         with torch.no_grad():
             return build_preferences(model, tokenizer, tasks, environments, jury, samples=options.samples,
                                      temperature=options.temperature, max_new_tokens=options.max_new_tokens,
-                                     round_index=round_index, seed=options.seed)
+                                     round_index=round_index, seed=options.seed,
+                                     min_margin=options.min_margin, reference_chosen=options.reference_chosen)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
@@ -131,4 +132,5 @@ def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
         "mean_chosen_score": sum(p.chosen_score for p in pairs) / len(pairs) if pairs else None,
         "mean_rejected_score": sum(p.rejected_score for p in pairs) / len(pairs) if pairs else None,
         "greedy_chosen": sum(any(c.greedy and c.text == p.chosen for c in p.candidates) for p in pairs),
+        "reference_chosen": sum(any(c.reference and c.text == p.chosen for c in p.candidates) for p in pairs),
     }

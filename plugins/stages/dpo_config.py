@@ -38,7 +38,10 @@ class DPOStageConfig:
     the current policy write ``samples`` completions at ``temperature`` plus one greedy
     completion, and lets the jury score them. ``loss_type`` is any DPOTrainer loss;
     ``sigmoid_norm`` (default) is DPO on the per-token average log-ratio (length-normalized).
-    ``steps_per_round`` = 0 means one pass over the round's pairs.
+    ``steps_per_round`` = 0 means one pass over the round's pairs. A prompt is a tie (no pair)
+    when its best and worst candidate differ by less than ``min_margin``; with
+    ``reference_chosen`` the task's reference solution is chosen when it beats every sample
+    by ``min_margin`` (see :mod:`edgesmith.plugins.stages.preferences`).
     """
 
     environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
@@ -50,6 +53,8 @@ class DPOStageConfig:
     max_new_tokens: int = 128
     judges: list[JurorConfig] = field(default_factory=default_jury)
     aggregation: str = "weighted_sum"
+    min_margin: float = 0.5
+    reference_chosen: bool = True
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     learning_rate: float = 5e-5
@@ -67,6 +72,8 @@ class DPOStageConfig:
         if not self.temperature > 0:
             raise ConfigError("dpo.temperature", self.temperature, "a positive number (the greedy sample is added "
                                                                    "anyway)")
+        if not self.min_margin >= 0:
+            raise ConfigError("dpo.min_margin", self.min_margin, "a number >= 0 (0: any difference makes a pair)")
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError("dpo.aggregation", self.aggregation, ", ".join(AGGREGATIONS))
         if self.loss_type not in LOSS_TYPES:

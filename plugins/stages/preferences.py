@@ -1,8 +1,15 @@
 """On-policy preference pairs: k sampled + 1 greedy completion per prompt, judged by a jury.
 
-The best-scored candidate becomes ``chosen``, the worst ``rejected``; a prompt whose best and
-worst score the same teaches nothing and is dropped (a tie). Loops get the loop judge's
+The best-scored candidate becomes ``chosen``, the worst ``rejected``. A prompt whose best and
+worst differ by less than ``min_margin`` is dropped as a tie: when every candidate is wrong,
+the small-weight judges (length) would otherwise decide, and "prefer the shorter wrong
+answer" teaches dropping the second of two parallel tool calls. Loops get the loop judge's
 penalty, so they end up rejected.
+
+When no candidate is good (the best still scores ``min_margin`` below the task's reference
+solution, judged by the same jury), the reference solution becomes ``chosen``
+(``reference_chosen``): a model that loops on a prompt even when sampled has no on-policy
+example of finishing it, which is exactly where the preference is most needed.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ class Candidate:
     finished: bool
     greedy: bool
     looping: bool = False
+    reference: bool = False  # the task's reference solution, not a sample of the policy
 
 
 @dataclass
@@ -74,8 +82,14 @@ def prompt_text(tokenizer: Any, task: Task) -> str:
 
 def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       environments: dict[str, Environment], jury: Any, *, samples: int, temperature: float,
-                      max_new_tokens: int, round_index: int, seed: int) -> PreferenceRound:
-    """Samples, judges and pairs; the greedy completion is always one of the candidates."""
+                      max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
+                      reference_chosen: bool = False) -> PreferenceRound:
+    """Samples, judges and pairs; the greedy completion is always one of the candidates.
+
+    ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
+    ``reference_chosen``: the task's solution is judged too and chosen when it beats every
+    sample by at least ``min_margin`` (never counted as a loop or a sample).
+    """
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
     from edgesmith.plugins.loops.numerals import numeral_token_ids
@@ -96,6 +110,10 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             completions = [*samples_of_task, greedy_of_task[0]]
             texts = [c.text for c in completions]
             finished = [bool(c.finished) for c in completions]
+            with_reference = reference_chosen and bool(task.solution)
+            if with_reference:  # judged beside the samples, so the scores are comparable
+                texts.append(task.solution)
+                finished.append(True)
             verdict = jury.score(task, texts, environments[env_name], finished)
             candidates = []
             for i, c in enumerate(completions):
@@ -109,7 +127,14 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             n_candidates += len(candidates)
             best = max(range(len(candidates)), key=lambda i: candidates[i].score)
             worst = min(range(len(candidates)), key=lambda i: candidates[i].score)
-            if candidates[best].score == candidates[worst].score:
+            if with_reference:
+                r = len(candidates)
+                candidates.append(Candidate(text=task.solution, score=verdict.scores[r],
+                                            by_judge={k: v[r] for k, v in verdict.by_judge.items()},
+                                            finished=True, greedy=False, reference=True))
+                if candidates[r].score - candidates[best].score >= max(min_margin, 1e-9):
+                    best = r
+            if candidates[best].score - candidates[worst].score < max(min_margin, 1e-9):
                 ties += 1
                 continue
             pairs.append(PreferencePair(
