@@ -149,6 +149,18 @@ def test_bad_stage_options_are_rejected_before_any_work(tmp_path, manager):
         assert info.value.key == key
     with pytest.raises(ConfigError, match="rl.cold_start"):
         plan_stages(run_config(tmp_path, ["rl"], rl={"cold_start": "sometimes"}), manager)
+    with pytest.raises(ConfigError, match="sft.environments: letters") as info:
+        plan_stages(run_config(tmp_path, ["sft"], sft={"environments": ["letters"],
+                                                       "environment_tasks": {"toolcall": 10}}), manager)
+    assert info.value.key == "sft.environment_tasks.toolcall"
+
+
+def test_sft_draws_the_per_environment_task_counts(tmp_path, manager, tmp_path_factory):
+    cfg = run_config(tmp_path, ["sft"], init_from=str(base_model(tmp_path_factory)),
+                     sft={"environments": ["letters", "never"], "tasks_per_environment": 3,
+                          "environment_tasks": {"never": 5}, "max_steps": 1})
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    assert artifacts["sft"].metadata["examples_per_environment"] == {"letters": 3, "never": 5}
 
 
 def test_pretrain_imports_an_lfm2_checkpoint_instead_of_training(tmp_path, manager, tmp_path_factory):

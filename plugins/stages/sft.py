@@ -112,7 +112,7 @@ class SFTStage(Stage):
         examples: list[ChatExample] = []
         per_env = {}
         for name, env in environments.items():
-            found = examples_from_tasks(name, env.tasks("train", options.tasks_per_environment))
+            found = examples_from_tasks(name, env.tasks("train", options.tasks_for(name)))
             per_env[name] = len(found)
             examples.extend(found)
         if not examples:

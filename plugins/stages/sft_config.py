@@ -15,11 +15,14 @@ class SFTStageConfig:
     """Supervised fine-tuning on the environments' reference solutions (chat format).
 
     The loss covers the assistant turns only (the chat template's ``{% generation %}``
-    span); ``tasks_per_environment`` train tasks are drawn from each environment.
+    span); ``tasks_per_environment`` train tasks are drawn from each environment, or the
+    count ``environment_tasks`` names for it (``sft.environment_tasks={toolcall: 4000}``):
+    an environment the model learns slowly can get more of the step budget.
     """
 
     environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
     tasks_per_environment: int = 200
+    environment_tasks: dict[str, int] = field(default_factory=dict)
     difficulty: int = 1
     max_steps: int = 150
     batch_size: int = 8
@@ -33,3 +36,13 @@ class SFTStageConfig:
         require_at_least_one(self, "sft", ("tasks_per_environment", "max_steps", "batch_size", "max_length", "save_steps"))
         if not self.learning_rate > 0:
             raise ConfigError("sft.learning_rate", self.learning_rate, "a positive number")
+        for name, count in self.environment_tasks.items():
+            if name not in self.environments:
+                raise ConfigError(f"sft.environment_tasks.{name}", count,
+                                  f"counts for environments in sft.environments: {', '.join(self.environments)}")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ConfigError(f"sft.environment_tasks.{name}", count, "an integer >= 0")
+
+    def tasks_for(self, environment: str) -> int:
+        """How many train tasks SFT draws from ``environment``."""
+        return self.environment_tasks.get(environment, self.tasks_per_environment)
