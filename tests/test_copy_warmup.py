@@ -7,23 +7,26 @@ import torch
 from edgesmith.plugins.stages.copy_warmup import IGNORE_INDEX, CopyWarmup, copy_sequences
 
 
-def test_sequences_repeat_one_span_and_label_only_its_copy():
+def test_every_labelled_token_is_predictable_by_copying_and_only_those():
     special = {0, 1, 2}
-    data = copy_sequences(50, special, CopyWarmup(sequences=200, seq_len=32, span=6), seed=0)
+    warmup = CopyWarmup(sequences=200, seq_len=32)
+    data = copy_sequences(50, special, warmup, seed=0)
     ids, labels = data["input_ids"], data["labels"]
     assert ids.shape == labels.shape == (200, 32)
     assert not torch.isin(ids, torch.tensor(sorted(special))).any()
-    for row_ids, row_labels in zip(ids, labels):
-        labelled = (row_labels != IGNORE_INDEX).nonzero().flatten()
-        assert len(labelled) == 5  # the span after its first token
-        start = int(labelled[0]) - 1
-        copy = row_ids[start:start + 6].tolist()
-        # the same six tokens occur earlier in the sequence, ending before the copy starts
-        earlier = [row_ids[i:i + 6].tolist() for i in range(0, start - 5)]
-        assert copy in earlier
-        assert row_labels[labelled].tolist() == row_ids[labelled].tolist()
-    again = copy_sequences(50, special, CopyWarmup(sequences=200, seq_len=32, span=6), seed=0)
-    assert torch.equal(again["input_ids"], ids)
+    periods = set()
+    for row_ids, row_labels in zip(ids.tolist(), labels.tolist()):
+        labelled = [i for i, label in enumerate(row_labels) if label != IGNORE_INDEX]
+        assert len(labelled) >= warmup.min_span - 1  # at least one full repeat fits in 32 tokens
+        for i in labelled:
+            assert row_labels[i] == row_ids[i]
+            # induction: the previous token occurred earlier, followed by this very token
+            assert any(row_ids[j] == row_ids[i - 1] and row_ids[j + 1] == row_ids[i] for j in range(i - 1))
+        # where the first repeat starts relative to the source differs from row to row
+        periods.add(labelled[0])
+    assert len(periods) > 5  # no fixed period: copying by position would not work
+    again = copy_sequences(50, special, warmup, seed=0)
+    assert torch.equal(again["input_ids"], ids) and torch.equal(again["labels"], labels)
 
 
 def test_a_tiny_model_learns_to_copy_the_span(one_thread):
