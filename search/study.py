@@ -8,7 +8,11 @@ candidates the analytic cost model rejects are not counted), so a re-run resumes
 what is left and never redoes a finished trial; a trial whose worker died (no heartbeat for
 ``grace_period_s``) is failed and queued again with the same parameters for any live worker
 on RDB storages (SQLite, PostgreSQL, MySQL); the journal storage has no heartbeats, so there
-it stays RUNNING. Each worker says which at start-up (and warns on the journal).
+it stays RUNNING. Each worker says which at start-up (and warns on the journal). A queued
+trial (a dead worker's retry) is run even past ``n_trials``; a worker stops when the study
+has ``n_trials`` and nothing runs or waits. The study's report is written once, by the worker
+that wins the storage's atomic claim (:mod:`.report_claim`), unless
+``search.workers.report=every_worker``.
 
 Per trial: the space suggests a candidate (one already evaluated reuses its results,
 :mod:`.duplicates`); the analytic cost model rejects candidates
