@@ -121,9 +121,9 @@ class DPOStage(Stage):
         model.eval()
         with torch.no_grad():
             return build_preferences_split(model, tokenizer, tasks, environments, jury, samples=options.samples,
-                                     temperature=options.temperature, max_new_tokens=options.max_new_tokens,
-                                     round_index=round_index, seed=options.seed,
-                                     min_margin=options.min_margin, reference_chosen=options.reference_chosen)
+                                           temperature=options.temperature, max_new_tokens=options.max_new_tokens,
+                                           round_index=round_index, seed=options.seed,
+                                           min_margin=options.min_margin, reference_chosen=options.reference_chosen)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
