@@ -102,8 +102,10 @@ def test_post_training_chain_under_two_processes_writes_only_from_main(tmp_path)
     args = ["run", "pipeline.stages=[pretrain,sft,dpo,rl]", "model=tiny", "model.vocab_size=300",
             f"pretrain.dataset={corpus}", "pretrain.max_steps=4", "pretrain.seq_len=64", "pretrain.batch_size=2",
             "pretrain.save_steps=2", "pretrain.copy_warmup_steps=0",
-            "sft.environments=[letters]", "sft.tasks_per_environment=16", "sft.max_steps=4", "sft.batch_size=2",
-            "sft.save_steps=2", "sft.max_length=128",
+            # conf/run.yaml's environment_tasks names toolcall and extraction; a Hydra override merges into it
+            "sft.environments=[letters,toolcall,extraction]", "sft.environment_tasks={toolcall: 2, extraction: 2}",
+            "sft.tasks_per_environment=16", "sft.max_steps=4", "sft.batch_size=2", "sft.save_steps=2",
+            "sft.max_length=128",
             "dpo.environments=[letters]", "dpo.prompts_per_environment=5", "dpo.rounds=1", "dpo.samples=3",
             "dpo.max_new_tokens=12", "dpo.batch_size=1", "dpo.max_length=128", "dpo.judges=[{name: verifier}]",
             "rl.environments=[letters]", "rl.prompts_per_environment=4", "rl.max_steps=2", "rl.num_generations=2",
