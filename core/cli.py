@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import distributed
 from .command import Command
 from .errors import EdgesmithError
 from .plugin_manager import PluginManager, get_plugin_manager
@@ -102,6 +103,24 @@ def _hydra_entry(command: Command, argv: list[str]) -> Any:
     return result.get("value")
 
 
+def distributed_overrides(argv: list[str]) -> list[str]:
+    """Under ``accelerate launch`` / ``torchrun``: one run directory for every process, Hydra's files once.
+
+    The default ``run_name`` is a timestamp, which processes started a second apart would
+    compute differently: the main process's is used by all. Hydra writes the composed config
+    (``.hydra/``) and a log file into the run directory; only the main process does.
+    """
+    import time
+
+    distributed.setup()
+    extra = []
+    if not any(a.lstrip("+").startswith("run_name=") for a in argv):
+        extra.append("run_name=" + distributed.from_main(time.strftime("%Y-%m-%d_%H-%M-%S")))
+    if not distributed.is_main():
+        extra += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return [*argv, *extra]
+
+
 def usage(commands: dict[str, Command]) -> str:
     lines = ["usage: edgesmith [COMMAND] [hydra overrides...]", "", "commands:"]
     lines.append(f"  {'run':<10} {RUN.help}")
@@ -137,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]error:[/red] {escape(f'unknown command {word!r}; accepted: {accepted}')}", soft_wrap=True)
             return 2
         register_stage_schemas(plugins)
+        if distributed.is_distributed():
+            rest = distributed_overrides(rest)
         try:
             _hydra_entry(command, rest)
         except SystemExit as exc:  # Hydra exits on its own errors (unknown choice, bad override)

@@ -70,7 +70,11 @@ class StageContext:
         return found
 
     def log_metrics(self, **metrics: Any) -> None:
-        """Appends one JSON line to ``metrics.jsonl`` in the stage directory."""
+        """Appends one JSON line to ``metrics.jsonl`` in the stage directory (main process only)."""
+        from .distributed import is_main
+
+        if not is_main():
+            return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         record = {"time": time.time(), **metrics}
         with open(self.out_dir / "metrics.jsonl", "a") as f:
@@ -82,11 +86,16 @@ class Stage(ABC):
 
     ``config_keys`` names other top-level config sections the stage's result depends on
     (``("model",)`` for pretraining): changing them re-runs the stage on a re-run.
+
+    ``data_parallel``: under a multi-process launch (:mod:`.distributed`), True runs the
+    stage on every process (it trains data-parallel and writes files only from the main
+    process); False runs it on the main process alone and hands its artifact to the others.
     """
 
     name: ClassVar[str] = "stage"
     config_class: ClassVar[type] = NoOptions
     config_keys: ClassVar[tuple[str, ...]] = ()
+    data_parallel: ClassVar[bool] = False
 
     def __init__(self, options: Any):
         self.options = options

@@ -14,6 +14,16 @@ if ! command -v bwrap >/dev/null 2>&1; then
          "installed (as root: apt-get install bubblewrap)" >&2
   fi
 fi
+# The device-farm tests start a throwaway PostgreSQL server from Debian's binaries (and skip,
+# saying so, where there are none; .ci/run installs them and requires them).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql
+  else
+    echo "warning: PostgreSQL's server binaries (initdb, pg_ctl) are missing: the device-farm tests will skip" \
+         "(as root: apt-get install postgresql)" >&2
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

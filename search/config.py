@@ -18,6 +18,7 @@ PLACEMENTS = ("spread", "start", "end")
 SAMPLERS = ("nsga2", "nsga3", "tpe", "random", "gp")
 CHOOSE_RULES = ("best_quality", "fastest", "smallest")
 CHOOSE_FALLBACKS = ("none", "nearest")
+REPORT_MODES = ("once", "every_worker")
 
 
 @dataclass
@@ -79,7 +80,14 @@ class PluginChoice:
 
 @dataclass
 class WorkersConfig:
-    """Farm settings: heartbeats let a live worker retry the trial of a dead one (RDB storages)."""
+    """Farm settings: heartbeats let a live worker retry the trial of a dead one (RDB storages).
+
+    ``report``: ``once`` (the study's report -- trials.csv, Pareto table, plots, summary, the
+    chosen architecture -- is written by one worker, the first to see the study finished with
+    no trial running, into its own run directory; the others say which worker and where) or
+    ``every_worker`` (each worker writes its own copy). The ``search`` stage of a pipeline always
+    writes its own: its artifact is the chosen architecture in its stage directory.
+    """
 
     heartbeat_interval_s: int = 5
     grace_period_s: int = 15
@@ -88,6 +96,7 @@ class WorkersConfig:
     wait_timeout_s: float = 600.0
     check_fingerprint: bool = True
     fingerprint_keys: list[str] = field(default_factory=lambda: ["cpu_model", "logical_cores", "torch"])
+    report: str = "once"
 
 
 @dataclass
@@ -237,6 +246,8 @@ def check_search_config(cfg: SearchConfig) -> None:
     if w.heartbeat_interval_s < 1 or w.grace_period_s <= w.heartbeat_interval_s:
         raise ConfigError("search.workers.grace_period_s", w.grace_period_s,
                           "an integer > search.workers.heartbeat_interval_s (itself an integer >= 1)")
+    if w.report not in REPORT_MODES:
+        raise ConfigError("search.workers.report", w.report, " or ".join(REPORT_MODES))
     if not cfg.profiler.name:
         raise ConfigError("search.profiler.name", cfg.profiler.name, "a registered profiler name")
     if not cfg.proxy.name:

@@ -134,6 +134,7 @@ def write_outputs(study: optuna.Study, cfg: SearchConfig, result: Any, console: 
     summary = {"study": cfg.study_name, "storage": result.storage_url, "states": result.states,
                "objectives": objectives, "target_fingerprint": study.user_attrs.get("target_fingerprint"),
                "spearman": result.spearman, "choose_rule": cfg.choose.rule,
-               "chosen": result.chosen, "outputs": result.outputs}
+               "chosen": result.chosen, "outputs": result.outputs,
+               "report_writer": result.report_writer}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     result.outputs["summary"] = str(out / "summary.json")

@@ -4,7 +4,9 @@ Accepted forms:
 
 - null: ``sqlite:///<run_dir>/study.db`` (one machine, several processes);
 - ``sqlite:///PATH`` or any SQLAlchemy URL (``postgresql://``, ``mysql+pymysql://``...):
-  Optuna's RDB storage, with heartbeats so a live worker retries a dead worker's trial;
+  Optuna's RDB storage, with heartbeats so a live worker retries a dead worker's trial.
+  ``postgresql://`` uses psycopg 3 (SQLAlchemy 2.1's default PostgreSQL driver; the ``farm``
+  extra installs it; ``postgresql+psycopg://`` names it explicitly for older SQLAlchemy);
 - ``journal:///PATH``: Optuna's journal file (``JournalFileBackend``) for file systems
   where SQLite locking is unreliable (e.g. NFS). Optuna's journal storage has no
   heartbeat, so a killed worker's trial stays RUNNING and is not retried.
@@ -111,14 +113,20 @@ def resolve_storage(url: str | None, run_dir: Path, heartbeat_interval_s: int = 
     with warnings.catch_warnings():
         # Heartbeats are "experimental" in Optuna since 2.x; they are what lets a farm recover.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_interval_s,
-            grace_period=grace_period_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-            # SQLite serialises writers; waiting on its lock beats failing a worker's write.
-            engine_kwargs={"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else None,
-        )
+        try:
+            storage = RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval_s,
+                grace_period=grace_period_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                # SQLite serialises writers; waiting on its lock beats failing a worker's write.
+                engine_kwargs={"connect_args": {"timeout": 60}} if parsed.get_backend_name() == "sqlite" else None,
+            )
+        except ImportError as exc:  # the database driver (DBAPI module) is not installed
+            cause = exc.__cause__ or exc
+            raise ConfigError("search.storage", url, "a database whose driver is installed",
+                              detail=f"{type(cause).__name__}: {cause}; for PostgreSQL install the farm extra "
+                                     "(pip install 'edgesmith[farm]', psycopg 3)") from exc
     kind = "sqlite" if parsed.get_backend_name() == "sqlite" else "rdb"
     return ResolvedStorage(url, kind, storage, True)
 

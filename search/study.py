@@ -8,7 +8,11 @@ candidates the analytic cost model rejects are not counted), so a re-run resumes
 what is left and never redoes a finished trial; a trial whose worker died (no heartbeat for
 ``grace_period_s``) is failed and queued again with the same parameters for any live worker
 on RDB storages (SQLite, PostgreSQL, MySQL); the journal storage has no heartbeats, so there
-it stays RUNNING. Each worker says which at start-up (and warns on the journal).
+it stays RUNNING. Each worker says which at start-up (and warns on the journal). A queued
+trial (a dead worker's retry) is run even past ``n_trials``; a worker stops when the study
+has ``n_trials`` and nothing runs or waits. The study's report is written once, by the worker
+that wins the storage's atomic claim (:mod:`.report_claim`), unless
+``search.workers.report=every_worker``.
 
 Per trial: the space suggests a candidate (one already evaluated reuses its results,
 :mod:`.duplicates`); the analytic cost model rejects candidates
@@ -43,6 +47,7 @@ from .config import SearchConfig
 from .cost import estimate_cost
 from .duplicates import MAX_CONSECUTIVE, find_twin, is_duplicate, reuse, trailing_duplicates
 from .proxies.short_train import ProxyPruned
+from .report_claim import claim_key, claim_report
 from .space import SearchSpace, layer_pattern
 from .storage import ResolvedStorage, fail_stale, resolve_storage
 
@@ -81,6 +86,8 @@ class SearchResult:
     outputs: dict[str, str] = field(default_factory=dict)
     spearman: dict[str, float | None] = field(default_factory=dict)
     trials_run_here: list[int] = field(default_factory=list)
+    #: who writes the study's report and where (``search.workers.report=once``); None: not claimed
+    report_writer: dict[str, Any] | None = None
 
 
 def make_sampler(cfg: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -313,10 +320,12 @@ def _check_failures(study: optuna.Study, cfg: SearchConfig) -> None:
 
 def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | None = None,
                proxy_kwargs: dict[str, Any] | None = None, console: Console | None = None,
-               write_outputs: bool = True) -> SearchResult:
-    """Runs (or joins, or resumes) the study until it has ``cfg.n_trials`` finished trials."""
-    from .report import write_outputs as _write
+               write_outputs: bool = True, report: str | None = None) -> SearchResult:
+    """Runs (or joins, or resumes) the study until it has ``cfg.n_trials`` finished trials.
 
+    ``report`` overrides ``cfg.workers.report`` (``once`` or ``every_worker``); with
+    ``write_outputs=False`` no file is written at all.
+    """
     plugins = plugins or get_plugin_manager()
     console = console or Console(stderr=True)
     run_dir = Path(run_dir)
@@ -340,6 +349,22 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     if not resolved.retries_dead_trials:
         logging.getLogger("edgesmith.search").warning("storage %s: %s", resolved.kind, resolved.retry_note)
 
+    stop = _work(study, cfg, objective, console)
+    result = SearchResult(study_name=cfg.study_name, storage_url=resolved.url, run_dir=run_dir,
+                          states=dict(_counts(study)), trials_run_here=list(objective.ran))
+    if write_outputs:
+        _report(study, cfg, resolved, result, stop, report or w.report, console, plugins)
+    return result
+
+
+def _work(study: optuna.Study, cfg: SearchConfig, objective: Objective, console: Console) -> str:
+    """Runs trials until the study is finished; returns why it stopped.
+
+    ``finished``: ``n_trials`` evaluated and no trial running or queued; ``stopped_waiting``:
+    other workers' trials still ran after ``search.workers.wait_timeout_s``; ``timeout`` or
+    ``exhausted``: this worker stopped early (others may go on).
+    """
+    w = cfg.workers
     started = time.time()
     waited_since: float | None = None
     while True:
@@ -348,28 +373,53 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
         _check_failures(study, cfg)
         counts = _counts(study)
         done = _evaluated(study)
-        if done >= cfg.n_trials:
-            break
+        if counts["WAITING"]:
+            # A dead worker's trial queued again (or a trial a user enqueued): the study owes it
+            # an evaluation, even past n_trials.
+            waited_since = None
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+            continue
+        if done >= cfg.n_trials and counts["RUNNING"] == 0:
+            return "finished"
         if cfg.timeout_s is not None and time.time() - started > cfg.timeout_s:
             console.print(f"search.timeout_s={cfg.timeout_s} reached with {done} finished trials")
-            break
+            return "timeout"
         if trailing_duplicates(study) >= MAX_CONSECUTIVE:
             console.print(f"the sampler proposed only known candidates {MAX_CONSECUTIVE} times in a row: "
                           f"the space looks exhausted; stopping with {done} finished trials")
-            break
-        if done + counts["RUNNING"] >= cfg.n_trials and counts["WAITING"] == 0:
+            return "exhausted"
+        if done + counts["RUNNING"] >= cfg.n_trials:
             # Other workers hold the last trials; wait in case one dies and its trial is requeued.
             waited_since = waited_since or time.time()
             if time.time() - waited_since > w.wait_timeout_s:
                 console.print("stopped waiting for other workers' running trials "
                               f"(search.workers.wait_timeout_s={w.wait_timeout_s})")
-                break
+                return "stopped_waiting"
             time.sleep(w.poll_s)
             continue
         waited_since = None
         study.optimize(objective, n_trials=1, catch=(TrialFailed,))
-    result = SearchResult(study_name=cfg.study_name, storage_url=resolved.url, run_dir=run_dir,
-                          states=dict(_counts(study)), trials_run_here=list(objective.ran))
-    if write_outputs:
-        _write(study, cfg, result, console, plugins)
-    return result
+
+
+def _report(study: optuna.Study, cfg: SearchConfig, resolved: ResolvedStorage, result: SearchResult,
+            stop: str, mode: str, console: Console, plugins: PluginManager) -> None:
+    """Writes the study's report here, unless another worker writes (or wrote) it."""
+    from .report import write_outputs
+
+    if mode == "every_worker":
+        write_outputs(study, cfg, result, console, plugins)
+        return
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if stop in ("timeout", "exhausted") and running:
+        console.print(f"{len(running)} trials of other workers are still running: the last worker to finish "
+                      "writes the study's report", highlight=False)
+        return
+    record = {"worker": worker_id(), "run_dir": str(result.run_dir.resolve()),
+              "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    winner = claim_report(study, resolved.storage, claim_key(study), record)
+    result.report_writer = winner
+    if winner != record:
+        console.print(f"the study's report is written once, by worker {winner['worker']} into {winner['run_dir']} "
+                      "(search.workers.report=every_worker writes a copy here too)", highlight=False)
+        return
+    write_outputs(study, cfg, result, console, plugins)

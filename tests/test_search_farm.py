@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -19,31 +16,7 @@ from edgesmith.core.cli import register_stage_schemas
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.plugin_manager import get_plugin_manager
 from edgesmith.core.validation import model_config_from_cfg
-
-
-def edgesmith(*args: str, **popen) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "edgesmith.core.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 900) -> str:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    assert proc.returncode == 0, out[-3000:]
-    return out
-
-
-def worker_args(storage: str, study: str, run_dir: Path, n_trials: int, tokens: int) -> list[str]:
-    """A quick worker: the short-training proxy as the only objective, no latency profile."""
-    return ["search", "search=tiny", f"search.storage={storage}", f"search.study_name={study}",
-            f"search.n_trials={n_trials}", "search.objectives=[proxy]", "search.plots=false",
-            "search.constraints.peak_memory_mb=null", "search.proxy.name=short_train",
-            f"++search.proxy.options={{width:32,tokens:{tokens},seq_len:32,batch_size:4,eval_every:100000}}",
-            "search.corpus_documents=40", "search.pruning_startup_trials=100", f"hydra.run.dir={run_dir}"]
+from farm_support import edgesmith, finish, running_trial, worker_args
 
 
 def test_tiny_study_end_to_end_and_the_exported_model_config(tmp_path):
@@ -95,17 +68,7 @@ def test_sigkilled_worker_trial_is_retried_by_another(tmp_path):
     storage = f"sqlite:///{tmp_path}/farm.db"
     args = worker_args(storage, "kill", tmp_path / "a", 2, 24576)
     victim = edgesmith(*args)
-    deadline = time.time() + 150
-    running = None
-    while time.time() < deadline and running is None:
-        time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name="kill", storage=storage)
-        except KeyError:
-            continue
-        # Mid-trial: the candidate is sampled and training; heartbeats (every 1 s) are beating.
-        running = next((t for t in study.trials if t.state.name == "RUNNING" and "model_config" in t.user_attrs), None)
-    assert running is not None, "the first worker never started a trial"
+    running = running_trial(storage, "kill", victim)
     time.sleep(1.5)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()

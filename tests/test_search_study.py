@@ -68,7 +68,11 @@ def test_interrupted_study_resumes_without_redoing_finished_trials(tmp_path):
     assert result.states == {"COMPLETE": 3, "FAIL": 1}
     again = run_search(tiny(storage=storage, n_trials=3), tmp_path / "c", plugins)
     assert again.trials_run_here == []
-    assert (tmp_path / "c" / "chosen" / "config.json").exists()
+    # The study's report is written once: the re-run on the unchanged study points at b's.
+    assert (tmp_path / "b" / "chosen" / "config.json").exists() and not (tmp_path / "c" / "summary.json").exists()
+    assert again.report_writer["run_dir"] == str((tmp_path / "b").resolve())
+    copy = run_search(tiny(storage=storage, n_trials=3, workers={"report": "every_worker"}), tmp_path / "d", plugins)
+    assert copy.trials_run_here == [] and (tmp_path / "d" / "chosen" / "config.json").exists()
 
 
 def test_infeasible_space_is_reported_after_max_infeasible_trials(tmp_path):

@@ -15,6 +15,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from edgesmith.core import distributed
+
 
 @dataclass
 class EnvironmentSignal:
@@ -35,14 +37,31 @@ class EnvironmentSignal:
 
 
 class SignalTracker:
-    """Collects verifier rewards, ``group_size`` consecutive ones per prompt (GRPO's layout)."""
+    """Collects verifier rewards, ``group_size`` per prompt (GRPO's groups).
+
+    Under a multi-process launch a prompt's group may be scored on several processes: scores
+    wait in ``_pending`` until :meth:`sync`, which applies every process's scores on every
+    process (so all of them take the same cold-start decision).
+    """
 
     def __init__(self, group_size: int):
         self.group_size = group_size
         self.signals: dict[str, EnvironmentSignal] = {}
         self._open: dict[str, list[float]] = {}
+        self._pending: list[tuple[str, str, float]] = []
 
     def on_score(self, task_key: str, env_name: str, reward: float) -> None:
+        self._pending.append((task_key, env_name, float(reward)))
+        if not distributed.is_distributed():
+            self.sync()
+
+    def sync(self) -> None:
+        """Applies the scores recorded since the last sync, every process's (a collective call)."""
+        scores, self._pending = distributed.gather(self._pending), []
+        for score in scores:
+            self._apply(*score)
+
+    def _apply(self, task_key: str, env_name: str, reward: float) -> None:
         group = self._open.setdefault(task_key, [])
         group.append(reward)
         signal = self.signals.setdefault(env_name, EnvironmentSignal())
@@ -56,6 +75,7 @@ class SignalTracker:
     def reset(self) -> None:
         self.signals.clear()
         self._open.clear()
+        self._pending.clear()
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         return {name: {"groups": s.groups, "flat_share": round(s.flat_share, 4),
@@ -94,6 +114,7 @@ class ColdStartCallback(TrainerCallback):
                       if s.groups and s.flat_share >= self.flat_share and s.mean_reward <= self.max_reward)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.tracker.sync()  # every step, on every process: the decision below is then the same everywhere
         if self._start_step is None:
             self._start_step = state.global_step - 1
         if self.checked or state.global_step - self._start_step < self.check_steps:

@@ -17,11 +17,13 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from edgesmith.core import distributed
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .dpo_config import DPOStageConfig
-from .preferences import PreferencePair, PreferenceRound, build_preferences, read_pairs, write_pairs
+from .preferences import PreferencePair, PreferenceRound, read_pairs, write_pairs
+from .rollout_split import build_preferences_split
 from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
                        common_training_arguments, is_finished_model_dir,
                        load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
@@ -70,6 +72,7 @@ class DPOStage(Stage):
     name = "dpo"
     config_class = DPOStageConfig
     config_keys = ("init_from",)
+    data_parallel = True  # rollouts split and gathered (rollout_split.py), DPOTrainer through Accelerate
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "dpo.environments")
@@ -86,7 +89,8 @@ class DPOStage(Stage):
         history = []
         for r in range(options.rounds):
             round_dir = ctx.out_dir / f"round_{r}"
-            round_dir.mkdir(parents=True, exist_ok=True)
+            if distributed.is_main():
+                round_dir.mkdir(parents=True, exist_ok=True)
             if is_finished_model_dir(round_dir / "model"):
                 policy = round_dir / "model"
                 continue
@@ -97,7 +101,8 @@ class DPOStage(Stage):
                 lo, hi = r * options.prompts_per_environment, (r + 1) * options.prompts_per_environment
                 tasks = [(name, t) for name, ts in all_tasks.items() for t in ts[lo:hi]]
                 prefs = self._sample(policy, tasks, environments, jury, r)
-                write_pairs(pairs_path, prefs)
+                if distributed.is_main():
+                    write_pairs(pairs_path, prefs)
             summary = _round_summary(r, prefs)
             ctx.log_metrics(phase="preferences", **summary)
             if not prefs.pairs:
@@ -115,10 +120,10 @@ class DPOStage(Stage):
         model, tokenizer = load_model_and_tokenizer(policy)
         model.eval()
         with torch.no_grad():
-            return build_preferences(model, tokenizer, tasks, environments, jury, samples=options.samples,
-                                     temperature=options.temperature, max_new_tokens=options.max_new_tokens,
-                                     round_index=round_index, seed=options.seed,
-                                     min_margin=options.min_margin, reference_chosen=options.reference_chosen)
+            return build_preferences_split(model, tokenizer, tasks, environments, jury, samples=options.samples,
+                                           temperature=options.temperature, max_new_tokens=options.max_new_tokens,
+                                           round_index=round_index, seed=options.seed,
+                                           min_margin=options.min_margin, reference_chosen=options.reference_chosen)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:

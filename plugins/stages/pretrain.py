@@ -132,7 +132,11 @@ def train_tokenizer_for(texts: list[str], vocab_size: int, save_dir: Path) -> An
     """The corpus tokenizer (reused from ``save_dir`` when an interrupted run made it already)."""
     from transformers import AutoTokenizer
 
-    if (save_dir / "tokenizer.json").is_file():
+    from edgesmith.core import distributed
+
+    # Under a multi-process launch the main process trains and saves it; the others load it.
+    if distributed.from_main((save_dir / "tokenizer.json").is_file()) or not distributed.is_main():
+        distributed.wait_for_everyone()
         return AutoTokenizer.from_pretrained(str(save_dir))
     from edgesmith.plugins.world.tokenizer import train_tokenizer
 
@@ -143,6 +147,7 @@ def train_tokenizer_for(texts: list[str], vocab_size: int, save_dir: Path) -> An
             shutil.rmtree(stale)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size, save_dir=str(partial))
     os.replace(partial, save_dir)
+    distributed.wait_for_everyone()
     return tokenizer
 
 
@@ -152,8 +157,12 @@ def import_checkpoint(source: Path, destination: Path, ctx: StageContext, option
     if model_type == "lfm2":
         from edgesmith.plugins.interop.lfm2 import import_lfm2
 
+        from edgesmith.core import distributed
+
         converted = destination.with_name("imported_lfm2")
-        import_lfm2(str(source), str(converted), overwrite=True)
+        if distributed.is_main():  # one process converts; the others read its result
+            import_lfm2(str(source), str(converted), overwrite=True)
+        distributed.wait_for_everyone()
         source = converted
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -179,6 +188,7 @@ class PretrainStage(Stage):
     name = "pretrain"
     config_class = PretrainConfig
     config_keys = ("model", "init_from")
+    data_parallel = True
 
     def check(self, cfg: Any, plugins: Any) -> None:
         """The start model or the architecture, and the dataset (every line), before any stage runs."""

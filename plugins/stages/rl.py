@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from edgesmith.core import distributed
 from edgesmith.core.environment import Environment, Task
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
@@ -81,6 +82,7 @@ class RLStage(Stage):
     name = "rl"
     config_class = RLStageConfig
     config_keys = ("init_from",)
+    data_parallel = True  # GRPOTrainer splits the rollouts across processes and gathers the rewards
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "rl.environments")
@@ -158,7 +160,8 @@ class RLStage(Stage):
         final, result_path = work / "model", work / "result.json"
         if is_finished_model_dir(final) and result_path.is_file():
             return final, json.loads(result_path.read_text())
-        work.mkdir(parents=True, exist_ok=True)
+        if distributed.is_main():
+            work.mkdir(parents=True, exist_ok=True)
         model, tokenizer = load_model_and_tokenizer(model_dir)
         tokenizer.padding_side = "left"
         tracker = SignalTracker(options.num_generations)
@@ -205,6 +208,7 @@ class RLStage(Stage):
                               processing_class=tokenizer, callbacks=callbacks,
                               tools=tools or None)
         train_with_resume(trainer, checkpoints, ctx, work.name)
+        tracker.sync()  # every process's verifier scores, so the signal below is the whole run's
         ctx.log_metrics(phase=work.name, event="signal", signal=tracker.snapshot())
         save_model_dir(trainer.model, tokenizer, final)
         info = {"steps": trainer.state.global_step, "flagged": cold.flagged if check else [],

@@ -59,7 +59,10 @@ class SearchStage(Stage):
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.search.study import run_search
 
-        result = run_search(self.options, ctx.out_dir, ctx.plugins, proxy_kwargs=proxy_inputs(self.options))
+        # Every pipeline needs the chosen architecture in its own stage directory, so the stage
+        # writes its own report even when other workers share the study.
+        result = run_search(self.options, ctx.out_dir, ctx.plugins, proxy_kwargs=proxy_inputs(self.options),
+                            report="every_worker")
         if result.chosen is None or result.chosen_dir is None:
             raise StageError(self.name, "no finished trial met the constraints and budgets, so there is "
                                         f"no architecture to pass on; see {ctx.out_dir / 'trials.csv'} and "

@@ -100,6 +100,7 @@ class SFTStage(Stage):
     name = "sft"
     config_class = SFTStageConfig
     config_keys = ("init_from",)
+    data_parallel = True
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "sft.environments")

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
+from edgesmith.core import distributed
 from edgesmith.core.environment import Environment
 from edgesmith.core.errors import ConfigError, DataError, StageError
 from edgesmith.core.stage import Artifact, StageContext
@@ -120,8 +121,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def save_model_dir(model: Any, tokenizer: Any, destination: str | Path) -> Path:
-    """Saves model + tokenizer so a half-written directory never looks finished."""
+    """Saves model + tokenizer so a half-written directory never looks finished.
+
+    Under a multi-process launch the main process saves and the others wait for it.
+    """
     destination = Path(destination)
+    if not distributed.is_main():
+        distributed.wait_for_everyone()
+        return destination
     tmp = destination.with_name(destination.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -131,15 +138,18 @@ def save_model_dir(model: Any, tokenizer: Any, destination: str | Path) -> Path:
     if destination.exists():
         shutil.rmtree(destination)
     os.replace(tmp, destination)
+    distributed.wait_for_everyone()
     return destination
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Writes ``path`` through a temporary file, so a kill never leaves it half-written."""
+    """Writes ``path`` through a temporary file, so a kill never leaves it half-written (main process only)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    if distributed.is_main():
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    distributed.wait_for_everyone()
 
 
 def is_finished_model_dir(path: str | Path) -> bool:
@@ -169,7 +179,11 @@ def last_checkpoint(directory: str | Path, ctx: StageContext | None = None, phas
     """
     from .checkpoints import newest_complete_checkpoint
 
-    found, set_aside = newest_complete_checkpoint(directory)
+    # The main process sets partial checkpoints aside; the others then see what it left.
+    found, set_aside = newest_complete_checkpoint(directory) if distributed.is_main() else (None, [])
+    distributed.wait_for_everyone()
+    if not distributed.is_main():
+        found, _ = newest_complete_checkpoint(directory)
     for path, why in set_aside:
         message = f"checkpoint {path.name[len('incomplete-'):]} is incomplete ({why}); kept as {path}"
         if ctx is not None:
@@ -231,6 +245,8 @@ class StageCallback(TrainerCallback):
         self._task = None
 
     def on_train_begin(self, args, state, control, **kwargs):
+        if not distributed.is_main():
+            return  # one progress bar per launch
         self._progress = Progress(TextColumn(f"[bold]{self.ctx.name}[/bold] {self.phase}"), BarColumn(),
                                   MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                                   transient=False)
