@@ -4,10 +4,13 @@ One small model is built and briefly trained here on the built-in corpus (so per
 something), exported with the ``gguf`` package and quantized by llama.cpp's own quantizer, and
 run by llama.cpp through llama-cpp-python. Stated tolerances (what the tests hold):
 
-- f32 GGUF (f32 KV cache, no flash attention): every logit within ``F32_LOGIT_TOL`` of
-  edgesmith's on 128 held-out tokens; greedy generations identical for 32 tokens;
-- perplexity on held-out built-in corpus text, relative to edgesmith's float32 model:
-  f32 and f16 within 0.5%, q8_0 within 1%, q4_k_m within ``Q4_PPL_DELTA``, q4_0 within ``Q4_PPL_DELTA``.
+- f32 GGUF (f32 KV cache, no flash attention): every logit within 1e-4 of edgesmith's on 128
+  held-out tokens (measured: 7.6e-6, logits spanning ~19); greedy generations identical for
+  32 tokens;
+- perplexity on 512 held-out tokens of built-in corpus text (llama.cpp's default f16 KV cache),
+  relative to edgesmith's float32 model: f32 and f16 within 0.1%, q8_0 within 0.5%, q4_k_m and
+  q4_0 within 3% (measured: +0.000%, +0.003%, +0.028%, -0.30%, +0.11% at perplexity 7.95).
+  ``pytest -s tests/test_gguf_export.py`` prints the measured values.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ import pytest
 import torch
 
 import gguf
-import llama_cpp
-from llama_cpp import Llama
 
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.modeling import EdgeForCausalLM
@@ -31,12 +32,12 @@ from edgesmith.plugins.interop.gguf import (
     gguf_export_problems,
     write_gguf,
 )
+from edgesmith.plugins.interop.gguf_run import GGUFRunner
 from edgesmith.plugins.world.corpus import build_corpus
 from edgesmith.plugins.world.tokenizer import train_tokenizer
 
-F32_LOGIT_TOL = 2e-3
-PPL_DELTA = {"f32": 0.005, "f16": 0.005, "q8_0": 0.01, "q4_k_m": 0.10, "q4_0": 0.15}
-Q4_PPL_DELTA = PPL_DELTA["q4_k_m"]
+F32_LOGIT_TOL = 1e-4
+PPL_DELTA = {"f32": 0.001, "f16": 0.001, "q8_0": 0.005, "q4_k_m": 0.03, "q4_0": 0.03}
 ATTN_Q_TYPE = {"f32": "F32", "f16": "F16", "q8_0": "Q8_0", "q4_k_m": "Q4_K", "q4_0": "Q4_0"}
 SEQ = 128
 
@@ -80,17 +81,6 @@ def trained(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-def _llama(path, logits_all=True, **kwargs) -> Llama:
-    return Llama(model_path=str(path), n_ctx=1024, n_batch=SEQ, n_ubatch=SEQ, n_threads=1, n_threads_batch=1,
-                 logits_all=logits_all, verbose=False, **kwargs)
-
-
-def _llama_logits(llm: Llama, ids: list[int]) -> np.ndarray:
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: len(ids)], dtype=np.float64)
-
-
 def _nll(logits: np.ndarray, ids: np.ndarray) -> float:
     """Mean next-token negative log-likelihood of ``ids[1:]`` under ``logits[:-1]``."""
     logits = logits[:-1] - logits[:-1].max(-1, keepdims=True)
@@ -105,44 +95,40 @@ def _ppl_edgesmith(model, held_out: torch.Tensor) -> float:
     return math.exp(sum(nll) / len(nll))
 
 
-def _ppl_llama(llm: Llama, held_out: torch.Tensor) -> float:
-    nll = [_nll(_llama_logits(llm, w.tolist()), w.numpy()) for w in held_out.view(-1, SEQ)]
+def _ppl_llama(llm: GGUFRunner, held_out: torch.Tensor) -> float:
+    nll = [_nll(llm.logits(w.tolist()).astype(np.float64), w.numpy()) for w in held_out.view(-1, SEQ)]
     return math.exp(sum(nll) / len(nll))
 
 
 def test_f32_gguf_logits_and_greedy_generation_match_edgesmith(trained):
     path = export_gguf(trained["dir"], trained["root"] / "f32.gguf", quant="f32")
-    llm = _llama(path, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32, flash_attn=False)
+    llm = GGUFRunner(path, f32_cache=True)
     ids = trained["held_out"][:SEQ]
     with torch.no_grad():
         expected = trained["model"](input_ids=ids[None]).logits[0].double().numpy()
-    got = _llama_logits(llm, ids.tolist())
+    got = llm.logits(ids.tolist()).astype(np.float64)
     assert got.shape == expected.shape
+    print(f"f32 GGUF: max abs logit difference {np.abs(got - expected).max():.2e} (logits span {np.ptp(expected):.1f})")
     assert np.abs(got - expected).max() <= F32_LOGIT_TOL
 
     prompt = trained["held_out"][:24]
     with torch.no_grad():
         want = trained["model"].generate(prompt[None], max_new_tokens=32, min_new_tokens=32, do_sample=False,
                                          attention_mask=torch.ones(1, 24, dtype=torch.long))[0, 24:].tolist()
-    llm.reset()
-    llm.eval(prompt.tolist())
-    generated = []
-    for _ in range(32):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        generated.append(token)
-        llm.eval([token])
-    assert generated == want
+    assert llm.greedy(prompt.tolist(), 32) == want
 
 
 @pytest.mark.parametrize("quant", list(PPL_DELTA))
 def test_exports_stay_within_the_stated_perplexity_delta(trained, quant):
     reference = _ppl_edgesmith(trained["model"], trained["held_out"])
-    path = export_gguf(trained["dir"], trained["root"] / f"{quant}.gguf", quant=quant, threads=1)
+    path = export_gguf(trained["dir"], trained["root"] / f"ppl-{quant}.gguf", quant=quant, threads=1)
     reader = gguf.GGUFReader(str(path))
     kinds = {t.tensor_type.name for t in reader.tensors if t.name.endswith("attn_q.weight")}
     assert kinds == {ATTN_Q_TYPE[quant]}  # the file holds what was asked for
-    ppl = _ppl_llama(_llama(path), trained["held_out"])
+    with GGUFRunner(path) as llm:  # llama.cpp's defaults: f16 KV cache
+        ppl = _ppl_llama(llm, trained["held_out"])
     assert reference < 0.5 * 400  # the model learned something: far below a uniform guess
+    print(f"perplexity {quant}: {ppl:.4f} vs edgesmith {reference:.4f} ({(ppl - reference) / reference:+.3%})")
     assert abs(ppl - reference) / reference <= PPL_DELTA[quant], (quant, ppl, reference)
 
 
@@ -170,12 +156,12 @@ def test_tokenizer_round_trips_through_gguf(trained):
     special = {t.content for t in tok.added_tokens_decoder.values() if t.special}
     assert all((types[i] == gguf.TokenType.CONTROL) == (vocab[i] in special) for i in vocab)
 
-    llm = _llama(path, logits_all=False, vocab_only=True)
+    llm = GGUFRunner(path, vocab_only=True)
     docs = build_corpus(40, seed=2)
     for doc in docs:
         ids = tok(doc)["input_ids"]
         # Decoding is exact, special and tool-marker tokens included.
-        assert llm.detokenize(ids, special=True).decode() == tok.decode(ids)
+        assert llm.detokenize(ids) == tok.decode(ids)
     # Encoding is exact wherever no run of 2+ whitespace characters precedes a non-space one
     # (the documented difference between GPT-2's pre-split and edgesmith's).
     import re
@@ -183,7 +169,7 @@ def test_tokenizer_round_trips_through_gguf(trained):
     plain = [d for d in docs if not re.search(r"\s{2,}\S", d)]
     assert len(plain) >= 10
     for doc in plain:
-        assert llm.tokenize(doc.encode(), add_bos=False, special=True) == tok(doc)["input_ids"], doc
+        assert llm.tokenize(doc) == tok(doc)["input_ids"], doc
 
 
 def test_unrunnable_layers_are_named(tmp_path):

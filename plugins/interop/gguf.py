@@ -151,15 +151,18 @@ def _token_entries(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int
     return tokens, types
 
 
-def _placeholder_tokens(vocab_size: int) -> tuple[list[str], list[int]]:
-    """A vocabulary for a model without a tokenizer (a search candidate): the 256 byte symbols
-    of a byte-level BPE, then one unique filler per remaining id. Timing feeds token ids."""
+def _placeholder_vocab(vocab_size: int) -> tuple[list[str], list[int], list[str]]:
+    """Tokens, types and merges of a valid byte-level BPE for a model without a tokenizer (a search
+    candidate): the 256 byte symbols, then two-symbol tokens each made by one merge. Timing feeds
+    token ids, so what the tokens spell does not matter; llama.cpp only needs a loadable vocabulary."""
     import gguf
     from tokenizers import pre_tokenizers
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tokens = alphabet[:vocab_size] + [f"<|id_{i}|>" for i in range(len(alphabet), vocab_size)]
-    return tokens, [gguf.TokenType.NORMAL] * len(tokens)
+    pairs = [(alphabet[i // len(alphabet)], alphabet[i % len(alphabet)])
+             for i in range(max(0, vocab_size - len(alphabet)))]
+    tokens = alphabet[:vocab_size] + [a + b for a, b in pairs]
+    return tokens, [gguf.TokenType.NORMAL] * len(tokens), [f"{a} {b}" for a, b in pairs] or [" ".join(alphabet[:2])]
 
 
 def _load_tokenizer(tokenizer: Any) -> tuple[Any, Path | None]:
@@ -213,9 +216,10 @@ def write_gguf(model: torch.nn.Module, path: str | Path, dtype: str = "f32", tok
     writer.add_tokenizer_model("gpt2")  # llama.cpp's byte-level BPE
     writer.add_tokenizer_pre(TOKENIZER_PRE)
     if tok is None:
-        tokens, types = _placeholder_tokens(config.vocab_size)
+        tokens, types, merges = _placeholder_vocab(config.vocab_size)
         writer.add_token_list(tokens)
         writer.add_token_types(types)
+        writer.add_token_merges(merges)
         writer.add_add_bos_token(False)
     else:
         tokens, types = _token_entries(tok, config.vocab_size)

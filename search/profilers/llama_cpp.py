@@ -39,6 +39,9 @@ class LlamaCppOptions(TimingOptions):
     ``local_cpu`` (it is measured in eager torch instead; mixing the two in one study compares
     different runtimes, so use it only when every candidate must get numbers).
     fallback_options: ``local_cpu`` options for the fallback (default: the timing options here).
+    extra_buffers: llama.cpp's ``use_extra_bufts`` (weights repacked at load for this CPU: AMX
+    tiles, interleaved Q4_0); off by default because llama.cpp's AMX path crashed on the Xeon
+    these defaults were set on (:mod:`edgesmith.plugins.interop.gguf_run`).
     work_dir: where the GGUF files are written while a candidate is measured (null: the system's
     temporary directory); each is deleted after its profile.
     """
@@ -46,6 +49,7 @@ class LlamaCppOptions(TimingOptions):
     quant: str = "q8_0"
     fallback: str = "none"
     fallback_options: dict[str, Any] = field(default_factory=dict)
+    extra_buffers: bool = False
     work_dir: Optional[str] = None
 
     def __post_init__(self) -> None:

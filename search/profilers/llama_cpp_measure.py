@@ -28,7 +28,6 @@ def measure(gguf_path: str, options: dict[str, Any]) -> dict[str, Any]:
     import llama_cpp as L
     import numpy as np
 
-    L.llama_log_set(L.ggml_log_callback(lambda level, text, data: None), ctypes.c_void_p(0))
     L.llama_backend_init()
     tracker = PeakTracker().start()  # llama.cpp's code is loaded: from here on, memory is the model's
 
@@ -36,6 +35,7 @@ def measure(gguf_path: str, options: dict[str, Any]) -> dict[str, Any]:
     threads = int(options["threads"])
     load_start = time.perf_counter()
     mparams = L.llama_model_default_params()
+    mparams.use_extra_bufts = bool(options.get("extra_buffers", False))  # see plugins/interop/gguf_run.py
     model = L.llama_model_load_from_file(gguf_path.encode(), mparams)
     if not model:
         raise RuntimeError(f"llama.cpp could not load {gguf_path}")
@@ -122,6 +122,8 @@ def measure(gguf_path: str, options: dict[str, Any]) -> dict[str, Any]:
         "decode_context": C,
         "decode_tokens": T,
         "n_ctx": int(cparams.n_ctx),
+        "extra_buffers": bool(mparams.use_extra_bufts),
+        "flash_attn_type": int(cparams.flash_attn_type),
     }
 
 
