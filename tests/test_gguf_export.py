@@ -181,6 +181,9 @@ def test_unrunnable_layers_are_named(tmp_path):
     text = "\n".join(problems)
     assert "layer 1 is swa" in text and "layer 2 is gated_deltanet" in text
     assert "short_conv layers [0] have bias=true" in text
+    only_convs = EdgeConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                            num_key_value_heads=2, layers=[{"op": "short_conv"}] * 2)
+    assert any("no layer is gqa" in p for p in gguf_export_problems(only_convs))
     with pytest.raises(ExportError, match="layer 2 is gated_deltanet"):
         write_gguf(EdgeForCausalLM(config), tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()

@@ -113,7 +113,7 @@ def test_two_llama_cpp_workers_share_one_study(tmp_path):
     args = ["search", "search=tiny", f"search.storage={storage}", "search.study_name=farm-llama",
             "search.n_trials=4", "search.objectives=[proxy,decode_ms]", "search.plots=false",
             "search.profiler.name=llama_cpp",
-            "++search.profiler.options={threads:1,quant:q8_0,prefill_tokens:16,decode_context:16,"
+            "~search.profiler.options", "+search.profiler.options={threads:1,quant:q8_0,prefill_tokens:16,decode_context:16,"
             "decode_tokens:4,repeats:3,min_repeats:2,max_cv:0.5,timeout_s:300}",
             "~search.space.operators", "+search.space.operators={short_conv:{conv_length:[3]},gqa:{}}",
             "search.space.attention_operators=[gqa]", "search.space.num_key_value_heads=[2]",

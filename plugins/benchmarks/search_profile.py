@@ -153,7 +153,8 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
 
     if len(a) < 3:
         return None
-    return float(pd.Series(a).corr(pd.Series(b), method="spearman"))
+    # Spearman = Pearson on average ranks (as search/report.py; pandas' method="spearman" needs scipy).
+    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
 
 
 def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:

@@ -84,6 +84,13 @@ def check_gguf_type(value: Any, key: str = "quant") -> str:
 def gguf_export_problems(config: EdgeConfig) -> list[str]:
     """Why llama.cpp's ``lfm2`` cannot run ``config``, one line per problem (empty: it can)."""
     problems = export_problems(config)
+    ops = {name for name, _ in config.operator_specs()}
+    for needed in ("short_conv", "gqa"):
+        if needed not in ops:
+            # Measured: llama.cpp (llama-cpp-python 0.3.36) aborts in the first llama_decode
+            # (GGML_ASSERT(buffer) in ggml-backend.cpp) when one half of lfm2's hybrid cache is empty.
+            problems.append(f"no layer is {needed}: llama.cpp's lfm2 needs at least one short_conv and one "
+                            f"gqa layer (its hybrid cache fails when one part is empty)")
     for (length, bias), layers in sorted(_conv_settings(config).items()):
         if bias:
             problems.append(f"short_conv layers {layers} have bias=true: llama.cpp's LFM2 short "
