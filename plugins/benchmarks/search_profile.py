@@ -58,12 +58,14 @@ def _default_methods() -> dict[str, dict[str, Any]]:
 @dataclass
 class RankOptions:
     """Part 2. candidates: how many (0 skips it); preset: the search preset whose space is
-    sampled; space: overrides of that space (e.g. ``{hidden_size: [256]}`` for a smaller size);
-    methods: the two methods compared (names in ``methods``); seed: the sampler's."""
+    sampled; space / constraints: overrides of that preset's (e.g. ``space: {hidden_size: [256]}``
+    with ``constraints: {min_params: 0}`` for a smaller size); methods: the two methods compared
+    (names in ``methods``); seed: the sampler's."""
 
     candidates: int = 8
     preset: str = "lfm2_350m"
     space: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, Any] = field(default_factory=dict)
     methods: list[str] = field(default_factory=lambda: ["local_cpu", "llama_cpp"])
     seed: int = 0
 
@@ -128,6 +130,7 @@ def rank_candidates(opts: RankOptions, seed: int = 0) -> list[dict[str, Any]]:
     path = Path(edgesmith.conf.__file__).parent / "search" / f"{opts.preset}.yaml"
     preset = OmegaConf.to_container(load_preset(path, seed))
     preset["space"] = {**preset["space"], **opts.space}
+    preset["constraints"] = {**preset["constraints"], **opts.constraints}
     cfg = build_options(SearchConfig, preset, key=f"{SECTION}.rank")
     space = SearchSpace(cfg.space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -223,7 +226,8 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
                           highlight=False)
         a, b = rank.methods
         summary["rank"] = {
-            "candidates": len(ranked), "preset": rank.preset, "space_overrides": rank.space, "methods": [a, b],
+            "candidates": len(ranked), "preset": rank.preset, "space_overrides": rank.space,
+            "constraint_overrides": rank.constraints, "methods": [a, b],
             **{f"spearman_{k}": _spearman([r[a][k] for r in ranked], [r[b][k] for r in ranked])
                for k in ("decode_ms_per_token", "prefill_ms", "peak_rss_mb")}}
         rt = Table(title=f"rank agreement {a} vs {b} over {len(ranked)} candidates ({rank.preset})")
