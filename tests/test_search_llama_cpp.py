@@ -124,8 +124,9 @@ def test_two_llama_cpp_workers_share_one_study(tmp_path):
              for i in range(2)]
     outs = [p.communicate(timeout=900)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
-    for out in outs:  # each worker says at start-up which runtime it measures with
-        assert "profiler llama_cpp on" in out and "quant: q8_0" in out and "runtime: llama-cpp-python" in out
+    for out in outs:  # each worker says at start-up which runtime it measures with (rich wraps lines)
+        said = " ".join(out.split())
+        assert "profiler llama_cpp on" in said and "quant: q8_0" in said and "runtime: llama-cpp-python" in said
     study = optuna.load_study(study_name="farm-llama", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(f"{tmp_path}/farm.log")))
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
