@@ -187,3 +187,18 @@ def test_unrunnable_layers_are_named(tmp_path):
     with pytest.raises(ExportError, match="layer 2 is gated_deltanet"):
         write_gguf(EdgeForCausalLM(config), tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_convert_command_writes_a_quantized_gguf(trained, capsys):
+    from edgesmith.core.cli import main
+
+    dst = trained["root"] / "cli.q8_0.gguf"
+    run_dir = trained["root"] / "cli-run"
+    assert main(["convert", f"src={trained['dir']}", f"dst={dst}", "to=gguf", "quant=q8_0", "threads=1",
+                 f"hydra.run.dir={run_dir}"]) == 0
+    reader = gguf.GGUFReader(str(dst))
+    assert {t.tensor_type.name for t in reader.tensors if t.name.endswith("ffn_up.weight")} == {"Q8_0"}
+    assert "wrote GGUF (q8_0" in capsys.readouterr().err
+    assert main(["convert", f"src={trained['dir']}", f"dst={dst}", "to=gguf", "quant=q3",
+                 f"hydra.run.dir={run_dir}"]) == 1
+    assert "invalid config value quant='q3': accepted one of f32, f16, bf16, q8_0" in capsys.readouterr().err
