@@ -204,7 +204,7 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
                       f"{s['decode_cv_within_profile']:.1%}", f"{s['decode_cv_across_profiles']:.1%} (goal <= 5%)",
                       f"{s['decode_ms_per_token']:.2f}", f"{s['prefill_ms']:.0f}", f"{s['peak_rss_mb']:.0f}",
                       f"{s['repeats']:.0f}")
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)  # a report: wide enough for every column
 
     rank = opts.rank
     ranked: list[dict[str, Any]] = []
@@ -236,7 +236,7 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
         for k in ("decode_ms_per_token", "prefill_ms", "peak_rss_mb"):
             value = summary["rank"][f"spearman_{k}"]
             rt.add_row(k, "n/a" if value is None else f"{value:.2f}")
-        Console().print(rt)
+        Console(width=max(Console().width, 150)).print(rt)
     summary["load_average_before"] = load_before
     summary["load_average_after"] = os.getloadavg()
     out_dir = Path(out_dir)
