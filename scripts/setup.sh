@@ -31,5 +31,13 @@ fi
 .venv/bin/python -m pip install --quiet torch==2.13.0
 # BFCL's data; its own pinned dependencies are huge and conflict, so no deps.
 .venv/bin/python -m pip install --quiet --no-deps bfcl-eval==2026.3.23
+# llama.cpp (GGUF export and quantization, the llama_cpp profiler) through llama-cpp-python,
+# built from its source distribution for this CPU. Only what edgesmith calls is built: the
+# libllama/libggml CPU libraries (no multimodal library, tools, tests, examples or server).
+# pip keeps the built wheel in its cache and skips an installed pinned version, so re-running
+# this script or recreating .venv on the same machine does not compile it again.
+CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_OPENSSL=OFF -DGGML_BLAS=OFF}" \
+CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
+  .venv/bin/python -m pip install --quiet llama-cpp-python==0.3.36 gguf==0.19.0
 .venv/bin/python -m pip install --quiet -e ".[test]"
 echo "edgesmith installed in $(pwd)/.venv"

@@ -42,6 +42,7 @@ from rich.console import Console
 
 from edgesmith.core.errors import ConfigError, EdgesmithError
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
+from edgesmith.core.profiler import CandidateNotMeasurable
 
 from .config import SearchConfig
 from .cost import estimate_cost
@@ -118,8 +119,13 @@ def _relative(value: float, limit: float | None) -> float:
     return (value - limit) / max(abs(limit), 1e-12)
 
 
-def check_fingerprint(study: optuna.Study, mine: dict[str, Any], cfg: SearchConfig) -> None:
-    """Records the target fingerprint on first use; refuses a worker whose device differs."""
+def check_fingerprint(study: optuna.Study, mine: dict[str, Any], cfg: SearchConfig,
+                      runtime_keys: tuple[str, ...] = ()) -> None:
+    """Records the target fingerprint on first use; refuses a worker whose device differs.
+
+    Compared: ``search.workers.fingerprint_keys`` plus the profiler's ``runtime_keys`` (its
+    runtime build, quant type), so measurements of different runtimes never mix in one study
+    unless ``search.workers.check_fingerprint=false``."""
     target = study.user_attrs.get("target_fingerprint")
     if target is None:
         study.set_user_attr("target_fingerprint", mine)
@@ -127,7 +133,7 @@ def check_fingerprint(study: optuna.Study, mine: dict[str, Any], cfg: SearchConf
     if not cfg.workers.check_fingerprint:
         return
     diffs = [f"{k}: study target {target.get(k)!r}, this worker {mine.get(k)!r}"
-             for k in cfg.workers.fingerprint_keys if target.get(k) != mine.get(k)]
+             for k in dict.fromkeys([*cfg.workers.fingerprint_keys, *runtime_keys]) if target.get(k) != mine.get(k)]
     if diffs:
         raise FingerprintMismatchError(
             f"this worker's device does not match the target of study '{study.study_name}' "
@@ -226,6 +232,9 @@ class Objective:
             reasons.append(f"embedding share {est.embedding_share:.2f} above constraints.max_embedding_share")
         if values["memory"] > 0:
             reasons.append(f"estimated weights+state {est.memory_mb:.0f} MB above constraints.peak_memory_mb")
+        unmeasurable = self.profiler.why_not_measurable(model_config)
+        if unmeasurable:
+            reasons.append(unmeasurable)
         if reasons:
             self._infeasible(trial, values, reasons)
 
@@ -247,7 +256,10 @@ class Objective:
         trial.set_user_attr("proxy", proxy_value)
         profile = {}
         if any(o != "proxy" for o in self.cfg.objectives) or c.peak_memory_mb or c.decode_ms or c.prefill_ms:
-            profile = self.profiler.profile(model_config)
+            try:
+                profile = self.profiler.profile(model_config)
+            except CandidateNotMeasurable as exc:
+                self._infeasible(trial, values, [str(exc)])
             trial.set_user_attr("profile", profile)
         measured = {
             "memory": _relative(profile["peak_rss_mb"], c.peak_memory_mb) if profile else values["memory"],
@@ -338,7 +350,8 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     w = cfg.workers
     resolved = resolve_storage(cfg.storage, run_dir, w.heartbeat_interval_s, w.grace_period_s, w.max_retry)
     study, created = open_study(cfg, resolved)
-    check_fingerprint(study, profiler.fingerprint(), cfg)
+    fingerprint = profiler.fingerprint()
+    check_fingerprint(study, fingerprint, cfg, tuple(getattr(profiler, "fingerprint_keys", ())))
     objective = Objective(cfg, space, profiler, proxy, plugins, console)
     done0 = _evaluated(study)
     console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
@@ -346,6 +359,10 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
                   f"target {cfg.n_trials} finished trials", highlight=False)
     # Say at start-up whether a killed worker's trial will be retried on this storage.
     console.print(f"storage {resolved.kind}: {resolved.retry_note}", highlight=False)
+    runtime = {k: fingerprint.get(k) for k in getattr(profiler, "fingerprint_keys", ())}
+    console.print(f"profiler {cfg.profiler.name} on {fingerprint.get('cpu_model')} "
+                  f"({fingerprint.get('threads')} threads)"
+                  + "".join(f"; {k}: {v}" for k, v in runtime.items()), highlight=False)
     if not resolved.retries_dead_trials:
         logging.getLogger("edgesmith.search").warning("storage %s: %s", resolved.kind, resolved.retry_note)
 

@@ -57,7 +57,7 @@ def test_convert_to_edgesmith_and_back(lfm2_dir, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["dst=somewhere"], "invalid config value src=None: accepted an LFM2 checkpoint directory"),
     (["src=somewhere"], "invalid config value dst=None: accepted the directory to write"),
-    (["src=a", "dst=b", "to=onnx"], "invalid config value to='onnx': accepted edgesmith or lfm2"),
+    (["src=a", "dst=b", "to=onnx"], "invalid config value to='onnx': accepted edgesmith or lfm2 or gguf"),
     (["src=/no/such/dir", "dst=b"], "invalid config value src='/no/such/dir': accepted an existing directory"),
 ])
 def test_bad_arguments_name_the_key(tmp_path, capsys, args, message):

@@ -1,4 +1,5 @@
-"""The ``convert`` command: LFM2 checkpoint -> edgesmith (``to=edgesmith``) or back (``to=lfm2``)."""
+"""The ``convert`` command: LFM2 checkpoint -> edgesmith (``to=edgesmith``), edgesmith -> LFM2
+(``to=lfm2``) or -> a GGUF file llama.cpp runs (``to=gguf quant=TYPE``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.console import Console
 
 from edgesmith.core.errors import ConfigError
 
-TARGETS = ("edgesmith", "lfm2")
+TARGETS = ("edgesmith", "lfm2", "gguf")
 
 
 def convert_command(cfg: Any, run_dir: Path) -> Path:
@@ -31,6 +32,8 @@ def convert_command(cfg: Any, run_dir: Path) -> Path:
     src_path, dst_path = Path(str(src)).expanduser(), Path(str(dst)).expanduser()
     if not src_path.is_dir():
         raise ConfigError("src", str(src), f"an existing directory: {source_kind}")
+    if to == "gguf":
+        return _convert_to_gguf(cfg, src_path, dst_path, overwrite)
     if src_path.resolve() == dst_path.resolve():
         raise ConfigError("dst", str(dst), "a directory other than src")
     console = Console(stderr=True)
@@ -43,3 +46,16 @@ def convert_command(cfg: Any, run_dir: Path) -> Path:
             what = "LFM2 checkpoint (loads with transformers' Lfm2ForCausalLM)"
     console.print(f"wrote {what} to {dst_path}", highlight=False)
     return dst_path
+
+
+def _convert_to_gguf(cfg: Any, src: Path, dst: Path, overwrite: bool) -> Path:
+    from .gguf import check_gguf_type, export_gguf
+
+    quant = check_gguf_type(OmegaConf.select(cfg, "quant", default="f32"), key="quant")
+    threads = int(OmegaConf.select(cfg, "threads", default=0) or 0)
+    console = Console(stderr=True)
+    with console.status(f"converting {src} -> {dst} (gguf, {quant})"):
+        export_gguf(src, dst, quant=quant, threads=threads, overwrite=overwrite)
+    console.print(f"wrote GGUF ({quant}, llama.cpp architecture lfm2, {dst.stat().st_size / 2**20:.1f} MiB) "
+                  f"to {dst}", highlight=False)
+    return dst

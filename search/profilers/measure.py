@@ -19,14 +19,6 @@ from typing import Any
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
-def _spread(samples: list[float]) -> dict[str, float]:
-    median = statistics.median(samples)
-    mean = statistics.fmean(samples)
-    std = statistics.pstdev(samples) if len(samples) > 1 else 0.0
-    return {"median": median, "mean": mean, "std": std, "cv": std / mean if mean > 0 else 0.0,
-            "min": min(samples), "max": max(samples), "n": len(samples)}
-
-
 def _warm_code(model_config: dict[str, Any], dtype: Any) -> None:
     """Runs a minute copy of the candidate once, so lazily imported code and one-time
     allocations of the operators' kernels land in the baseline, not in the candidate's peak."""
@@ -56,6 +48,8 @@ def measure(model_config: dict[str, Any], options: dict[str, Any]) -> dict[str, 
     from edgesmith.core.modeling import EdgeForCausalLM
     from edgesmith.search.cost import build_config
     from edgesmith.search.profilers.memory import PeakTracker
+    from edgesmith.search.profilers.timing import result_fields, run_schedule
+    from edgesmith.search.profilers.weights import random_candidate
 
     torch.set_num_threads(int(options["threads"]))
     torch.manual_seed(int(options.get("seed", 0)))
@@ -67,11 +61,13 @@ def measure(model_config: dict[str, Any], options: dict[str, Any]) -> dict[str, 
     tracker = PeakTracker().start()
 
     build_start = time.perf_counter()
-    # Building in the target dtype keeps a float32 copy from inflating the peak RSS.
-    torch.set_default_dtype(dtype)
-    model = EdgeForCausalLM(config).eval()
-    torch.set_default_dtype(torch.float32)
-    model.to(dtype)
+    if options.get("weights_init", "fill") == "model":  # the earlier way: transformers' init pass
+        torch.set_default_dtype(dtype)
+        model = EdgeForCausalLM(config).eval()
+        torch.set_default_dtype(torch.float32)
+        model.to(dtype)
+    else:
+        model = random_candidate(model_config, dtype, int(options.get("seed", 0)))
     build_s = time.perf_counter() - build_start
     n_params = sum(p.numel() for p in model.parameters())
 
@@ -109,32 +105,11 @@ def measure(model_config: dict[str, Any], options: dict[str, Any]) -> dict[str, 
             cache = _cache(out)
         return statistics.median(steps)
 
-    warmup, repeats = int(options["warmup"]), int(options["repeats"])
-    max_cv, rounds_max = float(options["max_cv"]), int(options["max_rounds"])
-    result: dict[str, Any] = {}
     with torch.inference_mode():
-        for name, fn in (("prefill", prefill_once), ("decode", decode_once)):
-            for _ in range(warmup):
-                fn()
-            rounds = []
-            # A noisy round (a neighbour process, frequency scaling) is measured again;
-            # the steadiest round is kept and how many were needed is recorded.
-            for _ in range(max(1, rounds_max)):
-                rounds.append(_spread([fn() for _ in range(repeats)]))
-                if rounds[-1]["cv"] <= max_cv:
-                    break
-            best = min(rounds, key=lambda r: r["cv"])
-            result[name] = {**best, "rounds": len(rounds)}
+        timed = run_schedule(options, prefill_once, decode_once)
     peak_mb = tracker.peak_mb()
     return {
-        "prefill_ms": result["prefill"]["median"],
-        "decode_ms_per_token": result["decode"]["median"],
-        "prefill_cv": result["prefill"]["cv"],
-        "decode_cv": result["decode"]["cv"],
-        "prefill_rounds": result["prefill"]["rounds"],
-        "decode_rounds": result["decode"]["rounds"],
-        "prefill_stats": result["prefill"],
-        "decode_stats": result["decode"],
+        **result_fields(timed),
         # peak_rss_mb: the candidate's own peak (above the interpreter + torch baseline);
         # peak_rss_total_mb: the whole measuring process's peak, baseline included.
         "peak_rss_mb": max(0.0, peak_mb - tracker.baseline_mb),
@@ -146,6 +121,8 @@ def measure(model_config: dict[str, Any], options: dict[str, Any]) -> dict[str, 
         "threads": torch.get_num_threads(),
         "dtype": options["dtype"],
         "clock": options.get("clock", "wall"),
+        "schedule": options.get("schedule", "interleaved"),
+        "weights_init": options.get("weights_init", "fill"),
         "prefill_tokens": P,
         "decode_context": C,
         "decode_tokens": T,
