@@ -5,8 +5,9 @@ fast the weights stream from memory. On x86 CPUs PyTorch's default bf16 ``linear
 one row reaches about half the bandwidth of the fp32 one (measured by
 ``edgesmith bench bench=model``, which prints each path's GB/s side by side), while
 ``torch.mv`` on the same bf16 weight reaches about 1.4x that, so :class:`Linear` takes
-``torch.mv`` for a single bf16 row and ``F.linear`` for everything else (training,
-prefill, batched decode), which keeps every other result bit-identical to ``nn.Linear``.
+``torch.mv`` for a single bf16 row times a matrix of at least 256 x 256 and ``F.linear``
+for everything else (training, prefill, batched decode, fp32), which keeps every other
+result bit-identical to ``nn.Linear``.
 
 :class:`Int8Linear` holds the weight as int8 with one scale per output channel
 (symmetric, ``scale = max|w_row| / 127``) and multiplies with PyTorch's CPU kernel
@@ -24,6 +25,7 @@ from torch import nn
 from .errors import ConfigError
 
 QUANT_MODES = ("int8",)
+MATVEC_MIN_WEIGHT = 256 * 256  # below this, bf16 mv is no faster than linear (per-call cost dominates)
 KERNEL_BLOCK = 16  # aten._weight_int8pack_mm needs in_features to be a multiple of this
 
 
@@ -31,7 +33,8 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same results) whose single-row bf16 product on CPU runs as a mat-vec."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.bfloat16 and x.numel() == self.in_features and x.device.type == "cpu":
+        if (x.dtype == torch.bfloat16 and x.numel() == self.in_features and x.device.type == "cpu"
+                and self.weight.numel() >= MATVEC_MIN_WEIGHT):
             y = torch.mv(self.weight, x.reshape(-1))
             if self.bias is not None:
                 y = y + self.bias
@@ -49,10 +52,12 @@ class Int8Linear(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
         w = weight.detach().float()
-        scales = (w.abs().amax(dim=1) / 127.0).clamp_min(torch.finfo(torch.float32).tiny)
+        # the kernel takes bf16 scales: round them first, so the int8 values are fitted to the scale used
+        scales = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-30).to(torch.bfloat16)
         self.in_features, self.out_features = w.shape[1], w.shape[0]
-        self.register_buffer("weight_int8", torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scales", scales.to(torch.bfloat16))
+        q = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        self.register_buffer("weight_int8", q)
+        self.register_buffer("scales", scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
