@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from edgesmith.core.cache import CACHE_BLOCK, cache_capacity
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.linear import Int8Linear, Linear, quantize, quantize_int8
+from edgesmith.core.linear import INT8_KERNEL_MAX_ROWS, Int8Linear, Linear, quantize, quantize_int8
 from edgesmith.core.modeling import EdgeForCausalLM
 
 HYBRID = [{"op": "short_conv"}, {"op": "gqa"}, {"op": "swa", "window": 6}, {"op": "short_conv"}]
@@ -106,12 +106,13 @@ def test_int8_linear_is_the_dequantized_product():
     # per-channel rounding error: half a step of that channel's scale (+1%: the scale is rounded to bf16)
     step = layer.scales.float()[:, None]
     assert ((layer.dequantized() - dense.weight).abs() <= 0.51 * step).all()
-    x = torch.randn(2, 5, 64)
-    with torch.no_grad():
-        expected = F.linear(x, layer.dequantized(), dense.bias)
-        got = layer(x)
-    assert got.dtype == x.dtype and got.shape == (2, 5, 48)
-    assert (got - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()  # bf16 activations
+    for shape in ((2, 5, 64), (3, INT8_KERNEL_MAX_ROWS, 64)):  # the int8 kernel; the dequantized GEMM
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = F.linear(x, layer.dequantized(), dense.bias)
+            got = layer(x)
+        assert got.dtype == x.dtype and got.shape == (*shape[:2], 48)
+        assert (got - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()  # bf16 activations
 
 
 def test_quantized_model_logits_within_tolerance_of_bf16():
