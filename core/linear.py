@@ -30,6 +30,7 @@ KERNEL_BLOCK = 16  # aten._weight_int8pack_mm needs in_features to be a multiple
 # The int8 kernel's cost grows with every row (it is a mat-vec per row); from about 64 rows on,
 # dequantizing the weight once and running one bf16 GEMM is faster (measured on this CPU, 1 thread).
 INT8_KERNEL_MAX_ROWS = 64
+QUANT_CHUNK_ROWS = 4096  # rows quantized at a time (bounds the float32 scratch while quantizing)
 
 
 class Linear(nn.Linear):
@@ -56,11 +57,16 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
-        w = weight.detach().float()
-        # the kernel takes bf16 scales: round them first, so the int8 values are fitted to the scale used
-        scales = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-30).to(torch.bfloat16)
-        self.in_features, self.out_features = w.shape[1], w.shape[0]
-        q = torch.round(w / scales.float()[:, None]).clamp(-127, 127).to(torch.int8)
+        w = weight.detach()
+        self.out_features, self.in_features = w.shape
+        q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+        scales = torch.empty(self.out_features, dtype=torch.bfloat16, device=w.device)
+        for start in range(0, self.out_features, QUANT_CHUNK_ROWS):  # in chunks: no fp32 copy of a whole LM head
+            rows = w[start:start + QUANT_CHUNK_ROWS].float()
+            # the kernel takes bf16 scales: round them first, so the int8 values are fitted to the scale used
+            s = (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-30).to(torch.bfloat16)
+            q[start:start + QUANT_CHUNK_ROWS] = torch.round(rows / s.float()[:, None]).clamp(-127, 127)
+            scales[start:start + QUANT_CHUNK_ROWS] = s
         self.register_buffer("weight_int8", q)
         self.register_buffer("scales", scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
