@@ -421,11 +421,12 @@ def _plot(opts: ModelSpeedOptions, results: dict[str, Any], roofline: dict[str, 
                 ax.axhline(roof, color="black", linestyle="--", linewidth=1, label="roofline (fp32 GB/s)")
             ax.set_xticks(x, [f"ctx {c}" if c is not None else "" for c in contexts])
             ax.set_title(f"{title}, {dtype}")
-    fig.suptitle(f"edgesmith vs LFM2 (same weights) vs Llama (same size), {opts.threads} CPU threads, "
-                 f"median of {opts.repeats}")
+    others = {"lfm2": "LFM2 (same weights)", "llama": "Llama (same size)"}
+    versus = "".join(f" vs {others[m]}" for m in opts.models if m in others)
+    fig.suptitle(f"edgesmith{versus}, {opts.threads} CPU threads, median of {opts.repeats} ({opts.clock} clock)")
     handles, labels = axes[0][1 if len(panels) > 1 else 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=len(labels))
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.955), ncol=len(labels))
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
