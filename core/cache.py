@@ -27,6 +27,19 @@ from transformers.cache_utils import Cache
 
 State = dict[str, Any]
 
+CACHE_BLOCK = 128  # key/value buffers grow by whole blocks of this many positions
+
+
+def cache_capacity(positions: int) -> int:
+    """Positions a key/value buffer holding ``positions`` tokens is allocated for.
+
+    Operators that keep a growing (or window-bounded) KV cache preallocate it in blocks of
+    :data:`CACHE_BLOCK` and write each step in place, so a decode step copies nothing and
+    allocates nothing; the buffer is regrown (one copy) every ``CACHE_BLOCK`` steps. Being
+    a function of the token count alone, it is what ``state_bytes`` reports too.
+    """
+    return -(-max(positions, 1) // CACHE_BLOCK) * CACHE_BLOCK
+
 
 def _map_tensors(state: State | None, fn: Callable[[torch.Tensor], torch.Tensor]) -> State | None:
     if state is None:

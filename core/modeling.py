@@ -32,6 +32,7 @@ from transformers.utils.deprecation import deprecate_kwarg
 from .cache import EdgeHybridCache
 from .configuration import EdgeConfig
 from .errors import CheckpointError
+from .linear import Linear
 from .operator import OperatorOptions, TokenMixer
 from .rmsnorm import RMSNorm
 
@@ -41,9 +42,9 @@ class SwiGLU(nn.Module):
 
     def __init__(self, hidden_size: int, intermediate_size: int):
         super().__init__()
-        self.w1 = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.w3 = nn.Linear(hidden_size, intermediate_size, bias=False)
-        self.w2 = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.w1 = Linear(hidden_size, intermediate_size, bias=False)
+        self.w3 = Linear(hidden_size, intermediate_size, bias=False)
+        self.w2 = Linear(intermediate_size, hidden_size, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
@@ -211,7 +212,7 @@ class EdgeForCausalLM(EdgePreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = EdgeModel(config)
         self.vocab_size = config.vocab_size
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")

@@ -14,6 +14,8 @@ MINIATURE = [
     "model.decode_tokens=2", "model.repeats=1", "model.threads=1", "model.vocab_size=128",
     "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=3",
     "model.attention_layers=[1]", "model.num_attention_heads=4", "model.num_key_value_heads=2",
+    "model.rollout_prompts=2", "model.rollout_samples=2", "model.rollout_new_tokens=3",
+    "model.rollout_prompt_min=3", "model.rollout_prompt_max=6",
 ]
 
 
@@ -47,7 +49,30 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
         assert set(ratios[name]) == {"prefill tok/s @8", "decode tok/s @8", "peak RSS MB"}
         expected = results["edgesmith"]["decode_tok_s"]["8"] / results[name.split("/")[1]]["decode_tok_s"]["8"]
         assert math.isclose(ratios[name]["decode tok/s @8"], expected)
+    # the roofline: GB/s per dtype and path, and each decode cell as a fraction of it
+    roofline = report["roofline"]
+    assert set(roofline["best_gb_s"]) == {"float32", "bfloat16", "int8"} and roofline["fp32_gb_s"] > 0
+    cell = report["roofline_fractions"]["float32"]["edgesmith"]["cells"]["8"]
+    assert math.isclose(cell["of_fp32_bandwidth"] * cell["roofline_tok_s"], results["edgesmith"]["decode_tok_s"]["8"])
+    # rollouts: both engines timed, greedy outputs compared row by row
+    rollouts = report["rollouts"]
+    assert rollouts["edgesmith"]["tok_s"] > 0 and rollouts["lfm2"]["tok_s"] > 0
+    assert math.isclose(rollouts["ratio"], rollouts["edgesmith"]["tok_s"] / rollouts["lfm2"]["tok_s"])
+    assert rollouts["greedy_rows"] == 2 and 0 <= rollouts["greedy_identical_rows"] <= 2
     assert (tmp_path / "model_speed.png").stat().st_size > 10_000
     out = capsys.readouterr().out
-    assert "edgesmith/lfm2" in out and "decode tok/s @8" in out
+    assert "edgesmith/lfm2" in out and "decode tok/s @8" in out and "mat-vec roofline" in out
     assert not list(tmp_path.glob("model_speed_*"))  # the temporary checkpoints are gone
+
+
+def test_int8_is_measured_for_edgesmith_only(tmp_path):
+    overrides = [o for o in MINIATURE if not o.startswith("model.dtypes")]
+    assert main(["bench", "bench=model", *overrides, "model.dtypes=[float32,int8]", "model.models=[edgesmith,lfm2]",
+                 "model.rollout=false", f"hydra.run.dir={tmp_path}"]) == 0
+    report = json.loads((tmp_path / "model_speed.json").read_text())
+    assert sorted(report["results"]["int8"]) == ["edgesmith"]
+    int8, fp32 = report["results"]["int8"]["edgesmith"], report["results"]["float32"]["edgesmith"]
+    assert int8["decode_bytes"] < fp32["decode_bytes"] / 2  # int8 weights (+ bf16 scales and norms)
+    speedup = report["ratios"]["int8"]["edgesmith/edgesmith float32"]["decode tok/s @8"]
+    assert math.isclose(speedup, int8["decode_tok_s"]["8"] / fp32["decode_tok_s"]["8"])
+    assert report["rollouts"] == {}

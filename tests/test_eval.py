@@ -166,3 +166,21 @@ def test_eval_works_for_an_edgesmith_model(models, tmp_path):
     results = evaluate(EvalOptions(envs=["toolcall"], n_prompts=2, samples=0, max_new_tokens=8), tmp_path / "edge")
     m = results["environments"]["toolcall"]["greedy"]
     assert m["n"] == 2 and 1 <= m["mean_length"] <= 8
+
+
+def test_int8_eval_runs_the_quantized_model(models, tmp_path):
+    """quant=int8 loads the checkpoint with int8 weight-only linear layers; a model that loops
+    in float32 by a wide margin loops the same way in int8."""
+    from edgesmith.core.errors import ConfigError
+    from edgesmith.core.linear import Int8Linear
+    from edgesmith.plugins.evaluation.evaluate import load_model
+
+    root, _ = models
+    model, _ = load_model(root / "looping", quant="int8")
+    assert isinstance(model.lm_head, Int8Linear) and not any(
+        isinstance(m, torch.nn.Linear) for m in model.modules())
+    options = EvalOptions(envs=["reasoning"], n_prompts=3, samples=0, max_new_tokens=48, quant="int8")
+    m = evaluate(options, root / "looping")["environments"]["reasoning"]["greedy"]
+    assert m["loops"] == 3 and m["mean_length"] == 48
+    with pytest.raises(ConfigError, match=r"invalid config value quant='int4': accepted null"):
+        EvalOptions(quant="int4")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from edgesmith.core.cache import EdgeHybridCache
+from edgesmith.core.cache import CACHE_BLOCK, EdgeHybridCache
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.modeling import EdgeForCausalLM
 from edgesmith.core.plugin_manager import get_plugin_manager
@@ -71,7 +71,8 @@ def test_generate_returns_the_hybrid_cache():
     assert isinstance(cache, EdgeHybridCache)
     # prompt + all generated tokens but the last one went through the model
     assert cache.get_seq_length() == 5 + 6 - 1
-    assert cache.layers[1].state["key"].shape[2] == 10  # gqa grows
+    assert cache.layers[1].state["length"] == 10  # gqa holds every position, in a preallocated buffer
+    assert cache.layers[1].state["key"].shape[2] == CACHE_BLOCK
     assert cache.layers[2].state["key"].shape[2] == 4   # swa stays within its window
 
 

@@ -1,11 +1,23 @@
 """One measurement of the ``model`` benchmark, run in a fresh process so peak RSS is per model.
 
-``python -m edgesmith.plugins.benchmarks.model_speed_worker SPEC.json RESULT.json`` loads
-one model directory in one dtype with a fixed thread count, then for every context C:
-prefills C tokens (timed), and decodes ``decode_tokens`` greedy tokens with the model's own
-cache (timed). Every model is driven through the same two calls (a full forward with
-``use_cache=True``, then one-token forwards carrying the returned cache), so the numbers
-differ only by what the model does inside them.
+``python -m edgesmith.plugins.benchmarks.model_speed_worker SPEC.json RESULT.json`` runs one
+of three tasks (``spec["task"]``) with a fixed thread count:
+
+* ``model``: loads one model directory in one dtype (``int8``: bf16 weights quantized by
+  :func:`edgesmith.core.linear.quantize_int8`), then for every context C prefills C tokens
+  (timed) and decodes ``decode_tokens`` greedy tokens with the model's own cache, each
+  step timed on its own (the median step is the decode speed: one stalled step on a shared
+  machine does not move it). Every model is driven through the same two calls (a full
+  forward with ``use_cache=True``, then one-token forwards carrying the returned cache),
+  so the numbers differ only by what the model does inside them.
+* ``roofline``: how fast one row times a weight matrix streams the weights, in GB/s, for
+  each dtype and CPU path (fp32 ``linear``; bf16 ``linear`` and ``mv``; int8
+  ``_weight_int8pack_mm``), on the benchmarked layout's own matrix shapes.
+* ``rollout``: batched sampled rollouts (left-padded prompts, several samples each) and
+  greedy outputs, by edgesmith's rollout loop on edgesmith or by ``generate`` on LFM2.
+
+Wall time and this process's CPU time are both recorded (CPU time is less disturbed when
+other jobs share the cores; the benchmark's ``clock`` option picks which one is reported).
 """
 
 from __future__ import annotations
@@ -14,16 +26,18 @@ import inspect
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from typing import Any
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.bfloat16}
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def load_model(kind: str, path: str, dtype: torch.dtype) -> torch.nn.Module:
+def load_model(kind: str, path: str, dtype: torch.dtype, quant: str | None = None) -> torch.nn.Module:
     if kind == "edgesmith":
         from edgesmith.core.modeling import EdgeForCausalLM
 
@@ -38,7 +52,24 @@ def load_model(kind: str, path: str, dtype: torch.dtype) -> torch.nn.Module:
         cls = LlamaForCausalLM
     else:
         raise ValueError(f"unknown model kind {kind!r}; accepted: edgesmith, lfm2, llama")
-    return cls.from_pretrained(path, dtype=dtype).eval()
+    model = cls.from_pretrained(path, dtype=dtype).eval()
+    if quant is not None:
+        from edgesmith.core.linear import quantize
+
+        quantize(model, quant)
+    return model
+
+
+def decode_bytes(model: torch.nn.Module) -> int:
+    """Bytes of weights one decode step reads: every parameter and buffer once, except the
+    input embedding (one row per token) unless the LM head is that same matrix."""
+    embedding = model.get_input_embeddings().weight
+    head = getattr(model.get_output_embeddings(), "weight", None)
+    tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
+    total = sum(t.numel() * t.element_size() for t in tensors.values())
+    if head is None or head.data_ptr() != embedding.data_ptr():
+        total -= embedding.numel() * embedding.element_size()
+    return total
 
 
 class Driver:
@@ -81,12 +112,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    threads = int(spec["threads"])
-    torch.set_num_threads(threads)
-    dtype = DTYPES[spec["dtype"]]
+def _timed(fn: Any) -> tuple[Any, float, float]:
+    """``fn()``, its wall seconds and this process's CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure_model(spec: dict[str, Any]) -> dict[str, Any]:
+    dtype_name = spec["dtype"]
+    dtype = DTYPES[dtype_name]
     t0 = time.perf_counter()
-    model = load_model(spec["kind"], spec["path"], dtype)
+    model = load_model(spec["kind"], spec["path"], dtype, quant="int8" if dtype_name == "int8" else None)
     load_s = time.perf_counter() - t0
     import psutil
 
@@ -94,8 +131,10 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     drive = Driver(model)
     vocab = int(spec["vocab_size"])
     generator = torch.Generator().manual_seed(int(spec["seed"]))
-    result: dict[str, Any] = {"kind": spec["kind"], "dtype": spec["dtype"], "threads": threads,
-                              "load_s": load_s, "prefill_tok_s": {}, "decode_tok_s": {}}
+    result: dict[str, Any] = {"kind": spec["kind"], "dtype": dtype_name, "threads": spec["threads"],
+                              "load_s": load_s, "decode_bytes": decode_bytes(model)}
+    for clock in CLOCKS:
+        result[f"prefill_tok_s_{clock}"], result[f"decode_tok_s_{clock}"] = {}, {}
     with torch.inference_mode():
         # Warm-up: first calls allocate and pick kernels; that cost is not what is measured.
         logits, cache = drive(torch.randint(0, vocab, (1, 16), generator=generator), None)
@@ -108,24 +147,136 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             # for fresh allocations (page faults), which would penalise whichever model
             # allocates differently rather than measure its compute.
             drive(prompt, None)
-            start = time.perf_counter()
-            logits, cache = drive(prompt, None)
-            result["prefill_tok_s"][str(context)] = context / (time.perf_counter() - start)
+            (logits, cache), wall, cpu = _timed(lambda: drive(prompt, None))
+            result["prefill_tok_s_wall"][str(context)] = context / wall
+            result["prefill_tok_s_cpu"][str(context)] = context / max(cpu, 1e-9)
             if context not in decode_contexts:
                 del cache, logits
                 continue
-            steps = int(spec["decode_tokens"])
             token = logits.argmax(-1, keepdim=True)
-            start = time.perf_counter()
-            for _ in range(steps):
-                logits, cache = drive(token, cache)
+            steps = {"wall": [], "cpu": []}
+            for _ in range(int(spec["decode_tokens"])):
+                (logits, cache), wall, cpu = _timed(lambda: drive(token, cache))
                 token = logits.argmax(-1, keepdim=True)  # greedy
-            result["decode_tok_s"][str(context)] = steps / (time.perf_counter() - start)
+                steps["wall"].append(wall)
+                steps["cpu"].append(cpu)
+            for clock, times in steps.items():
+                result[f"decode_tok_s_{clock}"][str(context)] = 1.0 / max(statistics.median(times), 1e-9)
             del cache, logits
     result["rss_after_load_mb"] = rss_after_load / 2**20
     result["peak_rss_mb"] = peak_rss_mb()
     result["num_parameters"] = sum(p.numel() for p in model.parameters())
     return result
+
+
+def roofline_shapes(spec: dict[str, Any]) -> list[tuple[int, int]]:
+    """(out, in) of the layout's distinct weight matrices: FFN, conv projections, attention, LM head."""
+    d, ff, vocab = int(spec["hidden_size"]), int(spec["intermediate_size"]), int(spec["vocab_size"])
+    return [(ff, d), (d, ff), (3 * d, d), (d, d), (vocab, d)]
+
+
+def measure_roofline(spec: dict[str, Any]) -> dict[str, Any]:
+    """GB/s of weights streamed by one-row products, per dtype and path (median over rounds)."""
+    torch.manual_seed(int(spec["seed"]))
+    shapes = roofline_shapes(spec)
+    weights = [torch.randn(n, k) * 0.02 for n, k in shapes]
+    rows = [torch.randn(1, k) for _, k in shapes]
+    bf16 = [w.to(torch.bfloat16) for w in weights]
+    rows16 = [x.to(torch.bfloat16) for x in rows]
+    scales = [w.abs().amax(1) / 127 for w in weights]
+    int8 = [torch.round(w / s[:, None]).clamp(-127, 127).to(torch.int8) for w, s in zip(weights, scales)]
+    scales16 = [s.to(torch.bfloat16) for s in scales]
+    n32 = sum(w.numel() for w in weights) * 4
+    F = torch.nn.functional
+    paths = {  # name: (dtype, one pass over every matrix, bytes it streams)
+        "float32 linear": ("float32", lambda: [F.linear(x, w) for x, w in zip(rows, weights)], n32),
+        "bfloat16 linear": ("bfloat16", lambda: [F.linear(x, w) for x, w in zip(rows16, bf16)], n32 // 2),
+        "bfloat16 mv": ("bfloat16", lambda: [torch.mv(w, x[0]) for x, w in zip(rows16, bf16)], n32 // 2),
+        "int8 _weight_int8pack_mm": ("int8", lambda: [torch.ops.aten._weight_int8pack_mm(x, q, s)
+                                                     for x, q, s in zip(rows16, int8, scales16)], n32 // 4),
+    }
+    times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in paths}
+    with torch.inference_mode():
+        for _, run, _ in paths.values():
+            run()
+        for _ in range(int(spec.get("roofline_rounds", 15))):  # interleaved, like the repeats
+            for name, (_, run, _) in paths.items():
+                _, wall, cpu = _timed(run)
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
+    result: dict[str, Any] = {"task": "roofline", "shapes": shapes, "paths": {}}
+    for name, (dtype, _, nbytes) in paths.items():
+        result["paths"][name] = {"dtype": dtype, "bytes": nbytes, **{
+            f"gb_s_{clock}": nbytes / max(statistics.median(t), 1e-12) / 1e9 for clock, t in times[name].items()}}
+    return result
+
+
+def rollout_prompts(spec: dict[str, Any]) -> list[list[int]]:
+    """Seeded random prompts of different lengths (so the batch is left-padded)."""
+    generator = torch.Generator().manual_seed(int(spec["seed"]) + 1)
+    low, high = int(spec["rollout_prompt_min"]), int(spec["rollout_prompt_max"])
+    lengths = torch.randint(low, high + 1, (int(spec["rollout_prompts"]),), generator=generator)
+    return [torch.randint(3, int(spec["vocab_size"]), (int(n),), generator=generator).tolist() for n in lengths]
+
+
+def measure_rollout(spec: dict[str, Any]) -> dict[str, Any]:
+    """Sampled rollouts (tokens/s) and greedy outputs of one model through its engine.
+
+    edgesmith: :func:`edgesmith.plugins.evaluation.rollout._decode_batch` (one prefill per
+    prompt shared by its samples, finished rows leave the batch); lfm2: transformers'
+    ``generate`` with ``num_return_sequences``. No end-of-sequence token is set, so every
+    row decodes exactly ``rollout_new_tokens`` tokens in both engines: the same work.
+    """
+    dtype = DTYPES[spec["dtype"]]
+    model = load_model(spec["kind"], spec["path"], dtype)
+    prompts = rollout_prompts(spec)
+    samples, new_tokens = int(spec["rollout_samples"]), int(spec["rollout_new_tokens"])
+    temperature, pad_id = 0.8, 0
+    generator = torch.Generator().manual_seed(int(spec["seed"]))
+
+    if spec["kind"] == "edgesmith":
+        from edgesmith.plugins.evaluation.rollout import _decode_batch
+
+        def run(rows: list[list[int]], greedy: bool) -> list[list[int]]:
+            out = _decode_batch(model, rows, [greedy] * len(rows), stops=[-1], pad_id=pad_id,
+                                max_new_tokens=new_tokens, temperature=temperature, top_p=1.0,
+                                generator=generator, loop_guard=False)
+            return [ids for ids, _, _ in out]
+    else:
+        def run(rows: list[list[int]], greedy: bool) -> list[list[int]]:
+            distinct = rows[::samples] if not greedy else rows
+            width = max(len(p) for p in distinct)
+            ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in distinct])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in distinct])
+            torch.manual_seed(int(spec["seed"]))
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=not greedy,
+                                 temperature=temperature if not greedy else None, top_p=1.0, top_k=0,
+                                 num_return_sequences=1 if greedy else samples, eos_token_id=None,
+                                 pad_token_id=pad_id)
+            return out[:, width:].tolist()
+
+    sampled_rows = [p for p in prompts for _ in range(samples)]
+    result: dict[str, Any] = {"task": "rollout", "kind": spec["kind"], "dtype": spec["dtype"],
+                              "rows": len(sampled_rows), "new_tokens": new_tokens}
+    with torch.inference_mode():
+        run(prompts[:2], True)  # warm-up
+        tokens, wall, cpu = _timed(lambda: run(sampled_rows, False))
+        result["sampled_tokens"] = sum(len(t) for t in tokens)
+        result["tok_s_wall"] = result["sampled_tokens"] / wall
+        result["tok_s_cpu"] = result["sampled_tokens"] / max(cpu, 1e-9)
+        result["greedy"] = run(prompts, True)
+    return result
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(int(spec["threads"]))
+    task = spec.get("task", "model")
+    if task == "roofline":
+        return measure_roofline(spec)
+    if task == "rollout":
+        return measure_rollout(spec)
+    return measure_model(spec)
 
 
 def main(argv: list[str] | None = None) -> int:

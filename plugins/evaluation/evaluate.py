@@ -45,8 +45,11 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return low, high
 
 
-def load_model(model_path: str | Path, device: str | None = None) -> tuple[Any, Any]:
-    """Model and tokenizer of a transformers causal-LM directory (edgesmith models included)."""
+def load_model(model_path: str | Path, device: str | None = None, quant: str | None = None) -> tuple[Any, Any]:
+    """Model and tokenizer of a transformers causal-LM directory (edgesmith models included).
+
+    ``quant="int8"``: loaded in bf16, then its linear layers quantized to int8 weight-only (CPU).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -61,9 +64,14 @@ def load_model(model_path: str | Path, device: str | None = None) -> tuple[Any, 
         raise ConfigError("model_path", str(model_path), "a model directory whose tokenizer has a chat template",
                           detail="no 'chat_template' in tokenizer_config.json and no chat_template.jinja; "
                                  "prompts with tools cannot be rendered")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return model.to(device), tokenizer
+    if quant is None:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return model.to(device), tokenizer
+    from edgesmith.core.linear import quantize
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
+    return quantize(model.eval(), quant), tokenizer  # the int8 kernel is a CPU one
 
 
 def build_task_sets(options: EvalOptions, plugins: Any | None = None) -> dict[str, tuple[Environment, list[Task]]]:
@@ -163,7 +171,7 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
         if model_path is None:
             raise ConfigError("model_path", None, "a model directory (or a model and tokenizer)")
         task_sets = build_task_sets(options, plugins)  # cheap checks first: fail before loading
-        model, tokenizer = load_model(model_path)
+        model, tokenizer = load_model(model_path, quant=options.quant)
     else:
         task_sets = build_task_sets(options, plugins)
     render_prompts(tokenizer, [t for _, tasks in task_sets.values() for t in tasks[:1]])  # fails on no template

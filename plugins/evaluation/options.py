@@ -24,7 +24,9 @@ class EvalOptions:
     ``env_options`` (``{env: {option: value}}``) configure the environments; ``tasks_file``:
     a JSONL file of fixed tasks instead (one ``{"env", "messages", "reference", ...}`` per
     line); ``loop_guard``: stop looping generations early (they still count as loops);
-    ``loop_detector``: options of :func:`edgesmith.plugins.loops.detect_loop`.
+    ``loop_detector``: options of :func:`edgesmith.plugins.loops.detect_loop`; ``quant``:
+    ``int8`` evaluates the checkpoint with int8 weight-only linear layers
+    (:func:`edgesmith.core.linear.quantize_int8`, bf16 activations) instead of float32.
     """
 
     envs: list[str] = field(default_factory=lambda: ["toolcall", "reasoning"])
@@ -42,8 +44,14 @@ class EvalOptions:
     tasks_file: Optional[str] = None
     loop_guard: bool = False
     loop_detector: dict[str, Any] = field(default_factory=dict)
+    quant: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from edgesmith.core.linear import QUANT_MODES
+
+        if self.quant is not None and self.quant not in QUANT_MODES:
+            raise ConfigError("quant", self.quant, f"null (the checkpoint's weights in float32) or one of: "
+                                                   f"{', '.join(QUANT_MODES)} (weight-only, per channel, on CPU)")
         if self.n_prompts < 1:
             raise ConfigError("n_prompts", self.n_prompts, "an integer >= 1 (prompts per environment)")
         if self.samples < 0:

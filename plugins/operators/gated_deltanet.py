@@ -24,6 +24,7 @@ from torch import nn
 from transformers import initialization as init
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.linear import Linear
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
 from edgesmith.kernels.gated_delta.ops import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from edgesmith.kernels.short_conv.ops import causal_conv1d
@@ -106,12 +107,12 @@ class GatedDeltaNet(TokenMixer):
         self.value_dim = o.num_v_heads * o.head_v_dim
         self.conv_dim = 2 * self.key_dim + self.value_dim
         # one fused projection: [q | k | v | z | b | a], each head-major
-        self.in_proj = nn.Linear(dims.hidden_size, self.conv_dim + self.value_dim + 2 * o.num_v_heads, bias=False)
+        self.in_proj = Linear(dims.hidden_size, self.conv_dim + self.value_dim + 2 * o.num_v_heads, bias=False)
         self.conv_weight = nn.Parameter(torch.empty(self.conv_dim, o.conv_length))
         self.A_log = nn.Parameter(torch.empty(o.num_v_heads))
         self.dt_bias = nn.Parameter(torch.empty(o.num_v_heads))
         self.norm_weight = nn.Parameter(torch.ones(o.head_v_dim))
-        self.out_proj = nn.Linear(self.value_dim, dims.hidden_size, bias=False)
+        self.out_proj = Linear(self.value_dim, dims.hidden_size, bias=False)
         self.reset_parameters()
 
     @torch.no_grad()

@@ -2,9 +2,17 @@
 
 Projections and norms carry LFM2's names (``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``,
 ``q_layernorm``, ``k_layernorm``) and the same arithmetic, so LFM2 attention weights load
-one to one. Decode state: ``{"key": (B, Hkv, S, D), "value": (B, Hkv, S, D)}``, the rotated
-keys and the values of all S positions seen so far (padding included, masked out by the
-attention mask).
+one to one. Decode state::
+
+    {"key": (B, Hkv, C, D), "value": (B, Hkv, C, D),   # preallocated buffers
+     "length": int}                                    # S: positions written so far
+
+holding the rotated keys and the values of all S positions seen so far (padding included,
+masked out by the attention mask) in the first S of C = ``cache_capacity(S)`` slots. A
+decode step writes its key and value in place; the buffers are regrown (one copy) only
+when a block of ``CACHE_BLOCK`` positions is full. Under autograd the buffers are instead
+concatenated out of place, exactly sized, since an in-place write would invalidate what
+the backward pass saved.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgesmith.core.cache import cache_capacity
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.linear import Linear
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
 from edgesmith.core.rmsnorm import RMSNorm
 
@@ -67,7 +77,7 @@ def attention(
 
 
 class GroupedQueryAttention(TokenMixer):
-    """Causal GQA layer with a growing KV cache (see the module docstring for the state)."""
+    """Causal GQA layer with a preallocated KV cache (see the module docstring for the state)."""
 
     options_class = GQAOptions
 
@@ -77,10 +87,10 @@ class GroupedQueryAttention(TokenMixer):
         self.head_dim = hd
         self.num_heads, self.num_kv_heads = dims.num_attention_heads, dims.num_key_value_heads
         self.scale = hd ** -0.5
-        self.q_proj = nn.Linear(d, self.num_heads * hd, bias=False)
-        self.k_proj = nn.Linear(d, self.num_kv_heads * hd, bias=False)
-        self.v_proj = nn.Linear(d, self.num_kv_heads * hd, bias=False)
-        self.out_proj = nn.Linear(self.num_heads * hd, d, bias=False)
+        self.q_proj = Linear(d, self.num_heads * hd, bias=False)
+        self.k_proj = Linear(d, self.num_kv_heads * hd, bias=False)
+        self.v_proj = Linear(d, self.num_kv_heads * hd, bias=False)
+        self.out_proj = Linear(self.num_heads * hd, d, bias=False)
         norm = (lambda: RMSNorm(hd, eps=dims.norm_eps)) if options.qk_norm else nn.Identity
         self.q_layernorm, self.k_layernorm = norm(), norm()
 
@@ -97,25 +107,42 @@ class GroupedQueryAttention(TokenMixer):
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict:
         empty = torch.zeros(batch_size, self.num_kv_heads, 0, self.head_dim, device=device, dtype=dtype)
-        return {"key": empty, "value": empty.clone()}
+        return {"key": empty, "value": empty.clone(), "length": 0}
 
     def forward(
         self, hidden_states: torch.Tensor, state: dict | None = None,
         attention_mask: torch.Tensor | None = None, position_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict | None]:
         B, T, _ = hidden_states.shape
-        past = 0 if state is None else state["key"].shape[2]
+        past = 0 if state is None else state["length"]
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=hidden_states.device).unsqueeze(0)
         q, k, v = self.project(hidden_states, position_ids)
         new_state = None
         if state is not None:
-            if past:  # (an empty cache needs no copy)
-                k = torch.cat([state["key"], k], dim=2)
-                v = torch.cat([state["value"], v], dim=2)
-            new_state = {"key": k, "value": v}
+            new_state = self._append(state, k, v)
+            k, v = new_state["key"][:, :, :past + T], new_state["value"][:, :, :past + T]
         o = self._causal_attention(q, k, v, attention_mask)
         return self.out_proj(o.transpose(1, 2).reshape(B, T, -1)), new_state
+
+    @staticmethod
+    def _append(state: dict, k: torch.Tensor, v: torch.Tensor) -> dict:
+        """Writes the new keys and values after the ``length`` cached ones (see the module docstring)."""
+        key, value, past = state["key"], state["value"], state["length"]
+        end = past + k.shape[2]
+        if torch.is_grad_enabled() and (k.requires_grad or key.requires_grad):
+            return {"key": torch.cat([key[:, :, :past], k], dim=2),
+                    "value": torch.cat([value[:, :, :past], v], dim=2), "length": end}
+        if key.shape[2] < end:  # full: move to a buffer with room for the next block
+            capacity = cache_capacity(end)
+            grown_key = key.new_empty(*key.shape[:2], capacity, key.shape[3])
+            grown_value = value.new_empty(*value.shape[:2], capacity, value.shape[3])
+            grown_key[:, :, :past] = key[:, :, :past]
+            grown_value[:, :, :past] = value[:, :, :past]
+            key, value = grown_key, grown_value
+        key[:, :, past:end] = k
+        value[:, :, past:end] = v
+        return {"key": key, "value": value, "length": end}
 
     def _causal_attention(self, q, k, v, attention_mask):
         T, S = q.shape[2], k.shape[2]
@@ -143,7 +170,8 @@ class GroupedQueryAttention(TokenMixer):
 
     @classmethod
     def state_bytes(cls, dims, options, context_length, batch_size=1, dtype_bytes=2) -> int:
-        return 2 * batch_size * dims.num_key_value_heads * dims.head_dim * context_length * dtype_bytes
+        held = cache_capacity(context_length)  # the preallocated buffers, not only the filled part
+        return 2 * batch_size * dims.num_key_value_heads * dims.head_dim * held * dtype_bytes
 
     @classmethod
     def flops_per_token(cls, dims, options, context_length) -> int:

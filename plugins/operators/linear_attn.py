@@ -23,6 +23,7 @@ from torch import nn
 from transformers import initialization as init
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.linear import Linear
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
 from edgesmith.kernels.linear_attn.ops import chunk_linear_attn, recurrent_linear_attn
 
@@ -80,9 +81,9 @@ class LinearAttention(TokenMixer):
         self.num_heads, self.head_dim = o.num_heads, o.head_dim
         self.eps, self.chunk_size, self.norm_eps = o.eps, o.chunk_size, o.norm_eps
         inner = o.num_heads * o.head_dim
-        self.qkv_proj = nn.Linear(dims.hidden_size, 3 * inner, bias=False)
+        self.qkv_proj = Linear(dims.hidden_size, 3 * inner, bias=False)
         self.norm_weight = nn.Parameter(torch.ones(o.head_dim))
-        self.out_proj = nn.Linear(inner, dims.hidden_size, bias=False)
+        self.out_proj = Linear(inner, dims.hidden_size, bias=False)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.linear import Linear
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
 from edgesmith.kernels.short_conv.ops import causal_conv1d, causal_conv1d_step
 
@@ -42,9 +43,9 @@ class ShortConv(TokenMixer):
     def __init__(self, dims: ModelDims, options: ShortConvOptions, layer_idx: int = 0):
         super().__init__(dims, options, layer_idx)
         d, length = dims.hidden_size, options.conv_length
-        self.in_proj = nn.Linear(d, 3 * d, bias=options.bias)
+        self.in_proj = Linear(d, 3 * d, bias=options.bias)
         self.conv = nn.Conv1d(d, d, kernel_size=length, groups=d, bias=options.bias, padding=length - 1)
-        self.out_proj = nn.Linear(d, d, bias=options.bias)
+        self.out_proj = Linear(d, d, bias=options.bias)
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict:
         width = self.options.conv_length - 1

@@ -7,7 +7,9 @@ Position ``t`` sees ``t - window + 1 .. t``. The decode state is a ring buffer o
      "slot_pos": (B, n) int64,   # absolute index of the token in each slot, -1: empty or padding
      "seen": int}                # positions processed so far (padding included)
 
-with ``n = min(seen, window)``; the token at absolute index ``p`` lives in slot ``p % window``.
+with ``n = min(window, cache_capacity(seen))`` slots (preallocated in blocks, like ``gqa``'s
+buffers, and never more than the window; slots not yet written hold -1 in ``slot_pos``);
+the token at absolute index ``p`` lives in slot ``p % window``.
 Slot order does not matter to attention (keys are stored already rotated), only which
 slots are valid and inside the window.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from edgesmith.core.cache import cache_capacity
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.operator import ModelDims
 from edgesmith.kernels.swa.ops import sliding_window_attention
@@ -43,10 +46,9 @@ class SlidingWindowAttention(GroupedQueryAttention):
     options_class = SWAOptions
 
     def init_state(self, batch_size: int, device: torch.device, dtype: torch.dtype) -> dict:
-        state = super().init_state(batch_size, device, dtype)
-        state["slot_pos"] = torch.full((batch_size, 0), -1, dtype=torch.long, device=device)
-        state["seen"] = 0
-        return state
+        empty = torch.zeros(batch_size, self.num_kv_heads, 0, self.head_dim, device=device, dtype=dtype)
+        return {"key": empty, "value": empty.clone(),
+                "slot_pos": torch.full((batch_size, 0), -1, dtype=torch.long, device=device), "seen": 0}
 
     def forward(
         self, hidden_states: torch.Tensor, state: dict | None = None,
@@ -99,8 +101,8 @@ class SlidingWindowAttention(GroupedQueryAttention):
         end = state["seen"] + T
         kept = min(T, window)
         key, value, slot_pos = state["key"], state["value"], state["slot_pos"]
-        size = min(end, window)
-        if key.shape[2] < size:  # still filling up: grow to the size the window will hold
+        size = min(cache_capacity(end), window)
+        if key.shape[2] < size:  # still filling up: grow by a block, at most to the window
             grow = size - key.shape[2]
             key = torch.cat([key, key.new_zeros(*key.shape[:2], grow, key.shape[3])], dim=2)
             value = torch.cat([value, value.new_zeros(*value.shape[:2], grow, value.shape[3])], dim=2)
@@ -118,7 +120,7 @@ class SlidingWindowAttention(GroupedQueryAttention):
 
     @classmethod
     def state_bytes(cls, dims, options, context_length, batch_size=1, dtype_bytes=2) -> int:
-        held = min(context_length, options.window)
+        held = min(cache_capacity(context_length), options.window)
         kv = 2 * batch_size * dims.num_key_value_heads * dims.head_dim * held * dtype_bytes
         return kv + 8 * batch_size * held  # int64 slot positions
 
