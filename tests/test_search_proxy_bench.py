@@ -12,8 +12,9 @@ MINIATURE = [
     "+proxy.candidates=3",
     "+proxy.search={corpus_documents:80,space:{hidden_size:[64,128],num_layers:[2,3],vocab_size:[320,512]},"
     "proxy:{options:{tokens:1024,seq_len:32,eval_every:100,val_documents:8}}}",
-    "+proxy.pretrain={n_documents:60,max_steps:3,batch_size:2,seq_len:64,save_steps:3}",
-    "+proxy.sft={tasks_per_environment:4,max_steps:2,batch_size:2,max_length:512,save_steps:2}",
+    "+proxy.pretrain={n_documents:60,max_steps:3,batch_size:2,seq_len:64,save_steps:3,copy_warmup_steps:20}",
+    "+proxy.sft={tasks_per_environment:4,environment_tasks:{toolcall:4,extraction:4},max_steps:2,batch_size:2,"
+    "max_length:512,save_steps:2}",
     "+proxy.eval={envs:[toolcall],n_prompts:2,samples:0,max_new_tokens:8}",
 ]
 
