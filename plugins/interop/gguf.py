@@ -34,7 +34,6 @@ llama.cpp the token ids edgesmith's tokenizer produced (the tests and the profil
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -47,7 +46,8 @@ import torch
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.errors import ConfigError
 
-from .lfm2 import ExportError, _conv_settings, edge_config_to_lfm2, edge_to_lfm2_name, export_problems
+from .lfm2 import (ExportError, _conv_settings, edge_config_to_lfm2, edge_to_lfm2_name, export_problems,
+                   read_edge_config)
 
 GGUF_ARCH = "lfm2"
 #: types the ``gguf`` writer produces directly
@@ -300,13 +300,7 @@ def export_gguf(model_or_dir: Any, dst: str | Path, quant: str = "f32", tokenize
         from edgesmith.core.modeling import EdgeForCausalLM
 
         src = Path(model_or_dir)
-        if not (src / "config.json").is_file():
-            raise ConfigError("src", str(src), "an edgesmith model directory (config.json + safetensors)")
-        model_type = json.loads((src / "config.json").read_text()).get("model_type")
-        if model_type != EdgeConfig.model_type:
-            raise ConfigError("src", str(src), f"an edgesmith model directory (model_type "
-                              f"'{EdgeConfig.model_type}'; this one has {model_type!r})")
-        check_exportable(EdgeConfig.from_pretrained(str(src)))  # before loading any weights
+        check_exportable(read_edge_config(src))  # before loading any weights
         model = EdgeForCausalLM.from_pretrained(str(src)).eval()
         if tokenizer is None and (src / "tokenizer.json").is_file():
             tokenizer = src

@@ -292,6 +292,17 @@ def _floating_dtype(tensors: dict[str, torch.Tensor]) -> torch.dtype:
     return dtypes.pop() if len(dtypes) == 1 else torch.float32
 
 
+def read_edge_config(src: Path) -> EdgeConfig:
+    """The config of the edgesmith model directory ``src`` (before any weights are read)."""
+    if not (src / "config.json").is_file():
+        raise ConfigError("src", str(src), "an edgesmith model directory (config.json + safetensors)")
+    model_type = json.loads((src / "config.json").read_text()).get("model_type")
+    if model_type != EdgeConfig.model_type:
+        raise ConfigError("src", str(src), f"an edgesmith model directory (model_type "
+                          f"'{EdgeConfig.model_type}'; this one has {model_type!r})")
+    return EdgeConfig.from_pretrained(str(src))
+
+
 def _check_dst(dst: Path, overwrite: bool) -> None:
     """Refuses a destination whose contents would be overwritten (checked before any work)."""
     if dst.exists() and not dst.is_dir():
@@ -377,13 +388,7 @@ def export_lfm2(model_or_dir: Any, dst_dir: str | Path, overwrite: bool = False)
     src = None
     if isinstance(model_or_dir, (str, Path)):
         src = Path(model_or_dir)
-        if not (src / "config.json").is_file():
-            raise ConfigError("src", str(src), "an edgesmith model directory (config.json + safetensors)")
-        model_type = json.loads((src / "config.json").read_text()).get("model_type")
-        if model_type != EdgeConfig.model_type:
-            raise ConfigError("src", str(src), f"an edgesmith model directory (model_type "
-                              f"'{EdgeConfig.model_type}'; this one has {model_type!r})")
-        config = EdgeConfig.from_pretrained(str(src))
+        config = read_edge_config(src)
         lfm2_config = edge_config_to_lfm2(config)  # fail on unexportable layers before loading weights
         from edgesmith.core.modeling import EdgeForCausalLM
 
