@@ -3,7 +3,7 @@
 Decoding one sequence multiplies each weight matrix by a single row, so its speed is how
 fast the weights stream from memory. On x86 CPUs PyTorch's default bf16 ``linear`` with
 one row reaches about half the bandwidth of the fp32 one (measured by
-``edgesmith bench bench=model``, which prints each path's GB/s side by side), while
+``edgesmith bench bench=model_speed``, which prints each path's GB/s side by side), while
 ``torch.mv`` on the same bf16 weight reaches about 1.4x that, so :class:`Linear` takes
 ``torch.mv`` for a single bf16 row times a matrix of at least 256 x 256 and ``F.linear``
 for everything else (training, prefill, batched decode, fp32), which keeps every other

@@ -1,4 +1,4 @@
-"""`edgesmith bench`: the benchmark registry and a miniature real run of `bench=model`."""
+"""`edgesmith bench`: the benchmark registry and a miniature real run of `bench=model_speed`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import math
 
 from edgesmith.core.cli import main
 
-# The LFM2 layout in miniature: every model is still built, saved, loaded in its own
-# subprocess and timed; only the sizes shrink so the run takes seconds.
+# An LFM2 layout in miniature (the tiny preset, shrunk): every model is still built, saved,
+# loaded in its own subprocess and timed; only the sizes shrink so the run takes seconds.
 MINIATURE = [
-    "model.dtypes=[float32]", "model.prefill_lengths=[8]", "model.decode_contexts=[8]",
-    "model.decode_tokens=2", "model.repeats=1", "model.threads=1", "model.vocab_size=128",
-    "model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=3",
-    "model.attention_layers=[1]", "model.num_attention_heads=4", "model.num_key_value_heads=2",
-    "model.rollout_prompts=2", "model.rollout_samples=2", "model.rollout_new_tokens=3",
-    "model.rollout_prompt_min=3", "model.rollout_prompt_max=6",
+    "model=tiny", "model.vocab_size=128", "model.hidden_size=32", "model.intermediate_size=64",
+    "model.layers=[{op: short_conv, conv_length: 3}, {op: gqa}, {op: short_conv, conv_length: 3}]",
+    "model_speed.dtypes=[float32]", "model_speed.prefill_lengths=[8]", "model_speed.decode_contexts=[8]",
+    "model_speed.decode_tokens=2", "model_speed.repeats=1", "model_speed.threads=1",
+    "model_speed.rollout_prompts=2", "model_speed.rollout_samples=2", "model_speed.rollout_new_tokens=3",
+    "model_speed.rollout_prompt_min=3", "model_speed.rollout_prompt_max=6",
 ]
 
 
@@ -23,17 +23,33 @@ def test_unknown_benchmark_lists_registered_ones(tmp_path, capsys):
     assert main(["bench", "bench=warp", f"hydra.run.dir={tmp_path}"]) == 1
     err = capsys.readouterr().err
     assert "unknown benchmark 'warp' (config key bench); registered benchmarks:" in err
-    assert "model" in err.split("registered benchmarks:")[1]
+    assert "model_speed" in err.split("registered benchmarks:")[1]
 
 
 def test_bad_option_is_named_before_any_work(tmp_path, capsys):
-    assert main(["bench", "bench=model", "model.dtypes=[float16]", f"hydra.run.dir={tmp_path}"]) == 1
-    assert "invalid config value model.dtypes=['float16']" in capsys.readouterr().err
+    assert main(["bench", "bench=model_speed", "model_speed.dtypes=[float16]", f"hydra.run.dir={tmp_path}"]) == 1
+    assert "invalid config value model_speed.dtypes=['float16']" in capsys.readouterr().err
+    assert not (tmp_path / "model_speed.json").exists()
+
+
+def test_layout_is_the_model_preset_checked_like_every_command(tmp_path, capsys):
+    """The layout comes from the model group: its dims checks and LFM2's limits name model.* keys."""
+    assert main(["bench", "bench=model_speed", "model.num_attention_heads=5", f"hydra.run.dir={tmp_path}"]) == 1
+    assert ("invalid config value model.num_attention_heads=5: accepted a divisor of model.hidden_size=1024"
+            in " ".join(capsys.readouterr().err.split()))
+    assert main(["bench", "bench=model_speed", "model=tiny", "model.layers=[{op: swa}, {op: gqa}]",
+                 f"hydra.run.dir={tmp_path}"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot export to LFM2 format" in err and "layer 0 is swa" in err
+    assert main(["bench", "bench=model_speed", "model=tiny", "model_speed.decode_contexts=[4096]",
+                 f"hydra.run.dir={tmp_path}"]) == 1
+    assert ("invalid config value model.max_position_embeddings=2048: accepted at least the longest context "
+            "plus model_speed.decode_tokens (4128)" in " ".join(capsys.readouterr().err.split()))
     assert not (tmp_path / "model_speed.json").exists()
 
 
 def test_model_benchmark_miniature_run(tmp_path, capsys):
-    assert main(["bench", "bench=model", *MINIATURE, f"hydra.run.dir={tmp_path}"]) == 0
+    assert main(["bench", "bench=model_speed", *MINIATURE, f"hydra.run.dir={tmp_path}"]) == 0
     report = json.loads((tmp_path / "model_speed.json").read_text())
     results = report["results"]["float32"]
     assert sorted(results) == ["edgesmith", "lfm2", "llama"]
@@ -66,9 +82,9 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
 
 
 def test_int8_is_measured_for_edgesmith_only(tmp_path):
-    overrides = [o for o in MINIATURE if not o.startswith("model.dtypes")]
-    assert main(["bench", "bench=model", *overrides, "model.dtypes=[float32,int8]", "model.models=[edgesmith,lfm2]",
-                 "model.rollout=false", f"hydra.run.dir={tmp_path}"]) == 0
+    overrides = [o for o in MINIATURE if not o.startswith("model_speed.dtypes")]
+    assert main(["bench", "bench=model_speed", *overrides, "model_speed.dtypes=[float32,int8]",
+                 "model_speed.models=[edgesmith,lfm2]", "model_speed.rollout=false", f"hydra.run.dir={tmp_path}"]) == 0
     report = json.loads((tmp_path / "model_speed.json").read_text())
     assert sorted(report["results"]["int8"]) == ["edgesmith"]
     int8, fp32 = report["results"]["int8"]["edgesmith"], report["results"]["float32"]["edgesmith"]

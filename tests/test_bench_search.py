@@ -7,12 +7,13 @@ import json
 from edgesmith.core.cli import main
 
 QUICK = "threads:1,prefill_tokens:8,decode_context:8,decode_tokens:2,warmup:0,repeats:3,min_repeats:2,max_cv:0.5"
-TINY_CANDIDATE = ("{vocab_size:320,hidden_size:64,intermediate_size:128,num_attention_heads:4,"
-                  "num_key_value_heads:2,layers:[{op:short_conv},{op:gqa}]}")
+# The candidate is the model preset, as in every command: the tiny one, shrunk.
+TINY_CANDIDATE = ["model=tiny", "model.vocab_size=320", "model.intermediate_size=128",
+                  "model.layers=[{op:short_conv},{op:gqa}]"]
 
 
 def test_search_benchmark_miniature_run(tmp_path, capsys):
-    args = ["bench", "bench=search", "search.runs=2", f"++search.candidate={TINY_CANDIDATE}",
+    args = ["bench", "bench=search", "search.runs=2", *TINY_CANDIDATE,
             f"++search.methods={{today:{{profiler:local_cpu,options:{{{QUICK},schedule:rounds,weights_init:model,"
             f"max_rounds:1}}}},local_cpu:{{profiler:local_cpu,options:{{{QUICK}}}}},"
             f"llama_cpp:{{profiler:llama_cpp,options:{{{QUICK},quant:q4_0}}}}}}",
@@ -24,6 +25,7 @@ def test_search_benchmark_miniature_run(tmp_path, capsys):
     report = json.loads((tmp_path / "search_profile.json").read_text())
     methods = report["summary"]["methods"]
     assert list(methods) == ["today", "local_cpu", "llama_cpp"]
+    assert report["candidate"]["vocab_size"] == 320 and len(report["candidate"]["layers"]) == 2
     for name, s in methods.items():
         assert len(report["runs"][name]) == 2 and s["seconds_per_profile"] > 0
         assert s["decode_cv_across_profiles"] >= 0 and s["decode_ms_per_token"] > 0

@@ -10,5 +10,5 @@ def edgesmith_benchmarks():
     from .proxy_rank import run_proxy_rank
     from .search_profile import run_search_profile
 
-    return {"model": run_model_speed, "search": run_search_profile, "kernels": run_kernel_speed,
+    return {"model_speed": run_model_speed, "search": run_search_profile, "kernels": run_kernel_speed,
             "proxy": run_proxy_rank}

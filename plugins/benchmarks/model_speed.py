@@ -1,7 +1,9 @@
 """Benchmark ``model``: EdgeForCausalLM vs transformers' LFM2 vs a Llama of equal size, on CPU.
 
-The LFM2-350M layout (by default) is built once with random weights and saved; the same
-weights are converted into an edgesmith checkpoint, and a transformers Llama with the
+The layout is the ``model`` config group, as in every other command (``model=lfm2_350m`` by
+default; any preset of ``short_conv`` and ``gqa`` layers LFM2 can hold). It is converted to an
+``Lfm2Config`` by the LFM2 interop (:func:`edge_config_to_lfm2`), built once with random
+weights and saved; the same weights are converted into an edgesmith checkpoint, and a transformers Llama with the
 same hidden size, depth, heads and vocabulary gets an FFN width that gives it the same
 parameter count. Each (repeat, dtype, model) is then measured in a fresh subprocess
 (:mod:`.model_speed_worker`), so peak RSS belongs to one model, and the repeats are
@@ -42,12 +44,15 @@ from edgesmith.core.stage_options import build_options
 MODELS = ("edgesmith", "lfm2", "llama")
 DTYPES = ("float32", "bfloat16", "int8")
 CLOCKS = ("wall", "cpu")
-SECTION = "model"  # options live in the config section named like the benchmark
+SECTION = "model_speed"  # options live in the config section named like the benchmark
 
 
 @dataclass
 class ModelSpeedOptions:
-    """Options of ``edgesmith bench bench=model`` (``model.<option>=value``)."""
+    """Options of ``edgesmith bench bench=model_speed`` (``model_speed.<option>=value``).
+
+    The layout is not an option: it is the ``model`` config group (``model=PRESET``).
+    """
 
     dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16", "int8"])
     prefill_lengths: list[int] = field(default_factory=lambda: [512, 2048])
@@ -66,16 +71,6 @@ class ModelSpeedOptions:
     models: list[str] = field(default_factory=lambda: list(MODELS))
     seed: int = 0
     keep_checkpoints: bool = False
-    # Layout: LFM2-350M. Its config says block_ff_dim 6656, which LFM2 auto-adjusts
-    # (2/3, rounded up to a multiple of 256) to the FFN width 4608 given here.
-    vocab_size: int = 65536
-    hidden_size: int = 1024
-    intermediate_size: int = 4608
-    num_layers: int = 16
-    attention_layers: list[int] = field(default_factory=lambda: [2, 5, 8, 10, 12, 14])
-    num_attention_heads: int = 16
-    num_key_value_heads: int = 8
-    conv_length: int = 3
 
     def __post_init__(self) -> None:
         key = SECTION
@@ -103,41 +98,34 @@ class ModelSpeedOptions:
         for name in ("rollout_prompts", "rollout_samples", "rollout_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}", getattr(self, name), "a positive integer")
-        for name in ("decode_tokens", "repeats", "threads", "vocab_size", "hidden_size",
-                     "intermediate_size", "num_layers", "num_attention_heads",
-                     "num_key_value_heads", "conv_length"):
+        for name in ("decode_tokens", "repeats", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{key}.{name}", getattr(self, name), "a positive integer")
-        bad = [i for i in self.attention_layers if not 0 <= i < self.num_layers]
-        if bad:
-            raise ConfigError(f"{key}.attention_layers", self.attention_layers,
-                              f"layer indices in [0, {self.num_layers - 1}]")
-        if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"{key}.num_attention_heads", self.num_attention_heads,
-                              f"a divisor of {key}.hidden_size={self.hidden_size}")
-        if self.num_attention_heads % self.num_key_value_heads:
-            raise ConfigError(f"{key}.num_key_value_heads", self.num_key_value_heads,
-                              f"a divisor of {key}.num_attention_heads={self.num_attention_heads}")
 
     @property
     def contexts(self) -> list[int]:
         return sorted(set(self.prefill_lengths) | set(self.decode_contexts))
 
 
-def lfm2_layout(opts: ModelSpeedOptions):
-    """The transformers ``Lfm2Config`` of the benchmarked layout."""
-    from transformers import Lfm2Config
+def benchmarked_layout(cfg: Any, opts: ModelSpeedOptions):
+    """The ``model`` group's layout (validated as every command validates it) as an ``Lfm2Config``.
 
-    attention = set(opts.attention_layers)
-    return Lfm2Config(
-        vocab_size=opts.vocab_size, hidden_size=opts.hidden_size,
-        intermediate_size=opts.intermediate_size, block_auto_adjust_ff_dim=False,
-        num_hidden_layers=opts.num_layers, num_attention_heads=opts.num_attention_heads,
-        num_key_value_heads=opts.num_key_value_heads, conv_L_cache=opts.conv_length,
-        layer_types=["full_attention" if i in attention else "conv" for i in range(opts.num_layers)],
-        max_position_embeddings=max(128_000, max(opts.contexts) + opts.decode_tokens + 64),
-        tie_word_embeddings=True,
-    )
+    A layout LFM2 cannot hold (e.g. ``swa`` layers) is an error naming the layers, and so is one
+    whose ``max_position_embeddings`` is shorter than the longest measured context.
+    """
+    from edgesmith.core.plugin_manager import get_plugin_manager
+    from edgesmith.core.validation import validate_model
+    from edgesmith.plugins.interop.lfm2 import edge_config_to_lfm2
+
+    config = None if cfg is None else validate_model(cfg, get_plugin_manager())
+    if config is None:
+        raise ConfigError("model", None, "a model preset (model=NAME, conf/model/) whose layout is benchmarked")
+    lfm2_config = edge_config_to_lfm2(config)
+    longest = max(opts.contexts) + opts.decode_tokens
+    if config.max_position_embeddings < longest:
+        raise ConfigError("model.max_position_embeddings", config.max_position_embeddings,
+                          f"at least the longest context plus {SECTION}.decode_tokens ({longest})")
+    return lfm2_config
 
 
 def _count_on_meta(cls, config) -> int:
@@ -176,27 +164,26 @@ def matched_llama(lfm2_config) -> tuple[Any, int, int]:
     return config, _count_on_meta(LlamaForCausalLM, config), target
 
 
-def build_checkpoints(opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
+def build_checkpoints(lfm2_config: Any, opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
     """Writes the three checkpoints (fp32) under ``root``; edgesmith's is LFM2's, converted."""
     from transformers.utils import logging as hf_logging
 
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # our own progress bar is the one to watch
     try:
-        return _build_checkpoints(opts, root)
+        return _build_checkpoints(lfm2_config, opts, root)
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
 
 
-def _build_checkpoints(opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
+def _build_checkpoints(lfm2_config: Any, opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
     import torch
     from transformers import Lfm2ForCausalLM, LlamaForCausalLM
 
     from edgesmith.plugins.interop.lfm2 import import_lfm2
 
     info: dict[str, Any] = {}
-    lfm2_config = lfm2_layout(opts)
     torch.manual_seed(opts.seed)
     lfm2 = Lfm2ForCausalLM(lfm2_config)
     lfm2.save_pretrained(root / "lfm2")
@@ -447,6 +434,7 @@ def run_model_speed(cfg: Any, out_dir: Path) -> dict[str, Any]:
     """The ``model`` benchmark: ``(cfg, out_dir) -> results``; writes model_speed.json and .png."""
     section = OmegaConf.select(cfg, SECTION, default=None) if cfg is not None else None
     opts = build_options(ModelSpeedOptions, section, key=SECTION)
+    lfm2_config = benchmarked_layout(cfg, opts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
@@ -462,15 +450,15 @@ def run_model_speed(cfg: Any, out_dir: Path) -> dict[str, Any]:
                TimeElapsedColumn())
     base = {"threads": opts.threads, "prefill_lengths": opts.prefill_lengths,
             "decode_contexts": opts.decode_contexts, "decode_tokens": opts.decode_tokens,
-            "vocab_size": opts.vocab_size, "hidden_size": opts.hidden_size,
-            "intermediate_size": opts.intermediate_size, "seed": opts.seed,
+            "vocab_size": lfm2_config.vocab_size, "hidden_size": lfm2_config.hidden_size,
+            "intermediate_size": lfm2_config.intermediate_size, "seed": opts.seed,
             **{k: getattr(opts, k) for k in ("rollout_prompts", "rollout_samples", "rollout_new_tokens",
                                              "rollout_prompt_min", "rollout_prompt_max")}}
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("building checkpoints (same weights for edgesmith and lfm2)",
                                      total=1 + opts.repeats * per_repeat)
-            info = build_checkpoints(opts, work)
+            info = build_checkpoints(lfm2_config, opts, work)
             progress.advance(task)
             for repeat in range(opts.repeats):
                 progress.update(task, description=f"repeat {repeat + 1}/{opts.repeats}: mat-vec roofline")
@@ -503,8 +491,9 @@ def run_model_speed(cfg: Any, out_dir: Path) -> dict[str, Any]:
     fractions = roofline_fractions(opts, results, roofline)
     rollouts = summarize_rollouts(rollout_runs, opts.clock) if rollout_engines else {}
     report = {
-        "benchmark": "model",
+        "benchmark": "model_speed",
         "options": dataclasses.asdict(opts),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
         "machine": _machine(),
         "load_average_before": load_before,
         "parameters": {model: results[opts.dtypes[0]][model]["num_parameters"]

@@ -2,7 +2,7 @@
 whether the two profilers rank candidates alike.
 
 Part 1, side by side in one run: each *method* (a profiler with its options) profiles the same
-LFM2-350M-sized candidate ``runs`` times (each profile fresh processes), interleaved method by
+candidate, the ``model`` preset (``model=lfm2_350m`` by default), ``runs`` times (each profile fresh processes), interleaved method by
 method so a change in the machine's load hits all of them. Per method it reports seconds per
 profile and the coefficient of variation of the decode latency within a profile (its repeats)
 and across profiles, against the goals (<= 30 s, <= 5%) and as a ratio to the earlier method
@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from edgesmith.core.errors import ConfigError
 from edgesmith.core.stage_options import build_options
 
 SECTION = "search"
@@ -75,17 +76,11 @@ class SearchProfileBenchOptions:
     """Options of ``bench=search`` (section ``search``).
 
     runs: profiles of the candidate per method. methods: name -> ``{profiler, options}``.
-    candidate: the EdgeConfig dict of part 1 (default: the LFM2-350M layout). rank: part 2.
+    rank: part 2. The candidate of part 1 is not an option: it is the ``model`` config group.
     """
 
     runs: int = 3
     methods: dict[str, Any] = field(default_factory=_default_methods)
-    candidate: dict[str, Any] = field(default_factory=lambda: {
-        "vocab_size": 65536, "hidden_size": 1024, "intermediate_size": 4608,
-        "num_attention_heads": 16, "num_key_value_heads": 8, "tie_word_embeddings": True,
-        "max_position_embeddings": 32768,
-        "layers": [{"op": "gqa"} if i in (2, 5, 8, 10, 12, 14) else {"op": "short_conv", "conv_length": 3}
-                   for i in range(16)]})
     rank: RankOptions = field(default_factory=RankOptions)
 
 
@@ -151,6 +146,18 @@ def rank_candidates(opts: RankOptions, seed: int = 0) -> list[dict[str, Any]]:
     return list(found.values())
 
 
+def _candidate(cfg: Any) -> dict[str, Any]:
+    """Part 1's candidate: the ``model`` preset's EdgeConfig fields, validated like every command's."""
+    from edgesmith.core.plugin_manager import get_plugin_manager
+    from edgesmith.core.validation import validate_model
+
+    if cfg is None or validate_model(cfg, get_plugin_manager()) is None:
+        raise ConfigError("model", None, "a model preset (model=NAME, conf/model/) whose layout is profiled")
+    candidate = OmegaConf.to_container(cfg.model, resolve=True)
+    candidate.pop("name", None)  # the preset's display name, not a model field
+    return candidate
+
+
 def _spearman(a: list[float], b: list[float]) -> float | None:
     import pandas as pd
 
@@ -169,9 +176,10 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
     opts = build_options(SearchProfileBenchOptions, section, key=SECTION)
     if isinstance(opts.rank, dict):
         opts.rank = build_options(RankOptions, opts.rank, key=f"{SECTION}.rank")
+    candidate = _candidate(cfg)
     console = Console(stderr=True)
     profilers = _profilers(opts.methods)
-    est = estimate_cost(opts.candidate, 512, 1, 2)
+    est = estimate_cost(candidate, 512, 1, 2)
     load_before = os.getloadavg()
     console.print(f"bench search: {est.params:,}-parameter candidate, {opts.runs} profiles per method "
                   f"({', '.join(profilers)}), load average {load_before[0]:.2f} on {os.cpu_count()} CPUs",
@@ -180,7 +188,7 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
     for i in range(opts.runs):
         for name, profiler in profilers.items():  # interleaved: each round runs every method once
             start = time.perf_counter()
-            result = profiler.profile(opts.candidate)
+            result = profiler.profile(candidate)
             result["wall_s"] = time.perf_counter() - start
             runs[name].append(result)
             console.print(f"  {name} profile {i + 1}/{opts.runs}: {result['wall_s']:.1f}s, decode "
@@ -241,7 +249,7 @@ def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
     summary["load_average_after"] = os.getloadavg()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = {"options": asdict(opts), "summary": summary, "runs": runs, "ranked": ranked}
+    report = {"options": asdict(opts), "candidate": candidate, "summary": summary, "runs": runs, "ranked": ranked}
     (out_dir / "search_profile.json").write_text(json.dumps(report, indent=2, default=str))
     _plot(runs, ranked, rank.methods, out_dir / "search_profile.png")
     return summary
