@@ -68,15 +68,15 @@ def test_broken_jsonl_line_and_non_utf8_text_name_file_and_line(tmp_path, manage
     rows = tmp_path / "data.jsonl"
     rows.write_text(json.dumps({"text": "one"}) + "\n\n" + '{"text": "two"\n' + json.dumps({"text": "x"}) + "\n")
     cfg = run_config(tmp_path, ["pretrain"], pretrain={"dataset": str(rows)})
-    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{rows}:3:", "not valid JSON", "text_field")
+    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{rows}, line 3:", "not valid JSON", "text_field")
     wrong_field = tmp_path / "field.jsonl"
     wrong_field.write_text(json.dumps({"body": "one"}) + "\n")
     cfg = run_config(tmp_path, ["pretrain"], pretrain={"dataset": str(wrong_field)})
-    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{wrong_field}:1:", "'text'")
+    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{wrong_field}, line 1:", "'text'")
     text = tmp_path / "docs.txt"
     text.write_bytes(b"first document\n\nsecond \xff\xfe line\n")
     cfg = run_config(tmp_path, ["pretrain"], pretrain={"dataset": str(text)})
-    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{text}:3:", "not UTF-8", "byte 0xff",
+    _rejected_before_any_work(tmp_path, manager, cfg, DataError, f"{text}, line 3:", "not UTF-8", "byte 0xff",
                               "column 8")
 
 

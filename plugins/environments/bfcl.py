@@ -41,6 +41,7 @@ from typing import Any
 
 from edgesmith.core.environment import Environment, Split, Task, Verification
 from edgesmith.core.errors import ConfigError, EdgesmithError
+from edgesmith.core.jsonl import line_error, read_jsonl
 from edgesmith.core.toolcall import ToolCall
 
 from .ast_checker import check_calls
@@ -129,19 +130,15 @@ def _category_file(data_dir: Path, category: str) -> Path:
     return max(found)[1]
 
 
+_ROW = "one JSON object with a string 'id' per line (BFCL's data files)"
+
+
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BfclDataError(f"{path}, line {lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise BfclDataError(f"{path}, line {lineno}: a row must be a JSON object with a string 'id'")
-            rows.append((lineno, row))
+    for lineno, row in read_jsonl(path, _ROW, BfclDataError):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise line_error(path, lineno, "a row must be a JSON object with a string 'id'", _ROW, BfclDataError)
+        rows.append((lineno, row))
     return rows
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from edgesmith.core.environment import Task
 from edgesmith.core.errors import EdgesmithError
+from edgesmith.core.jsonl import line_error, read_jsonl
 
 ROLES = ("system", "user", "assistant", "tool")
 ROW_FORMAT = ('{"env": NAME, "messages": [{"role": "user", "content": "..."}], "reference": ..., '
@@ -19,7 +19,7 @@ class DatasetError(EdgesmithError, ValueError):
 
 
 def _row_error(path: Path, line: int, problem: str) -> DatasetError:
-    return DatasetError(f"{path}, line {line}: {problem}; accepted rows: {ROW_FORMAT}")
+    return line_error(path, line, problem, f"rows {ROW_FORMAT}", DatasetError)
 
 
 def parse_task_row(row: Any, path: Path, line: int, env_names: list[str]) -> tuple[str, Task]:
@@ -55,16 +55,9 @@ def read_tasks_file(path: str | Path, env_names: list[str]) -> dict[str, list[Ta
     if not path.is_file():
         raise DatasetError(f"tasks_file {path} does not exist; accepted: a JSONL file, one task per line")
     grouped: dict[str, list[Task]] = {}
-    with open(path, encoding="utf-8") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise _row_error(path, line, f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
-            env, task = parse_task_row(row, path, line, env_names)
-            grouped.setdefault(env, []).append(task)
+    for line, row in read_jsonl(path, f"rows {ROW_FORMAT}", DatasetError):
+        env, task = parse_task_row(row, path, line, env_names)
+        grouped.setdefault(env, []).append(task)
     if not grouped:
         raise DatasetError(f"tasks_file {path} holds no tasks: the evaluation set is empty")
     return grouped

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesmith.core.environment import Environment, Task
+from edgesmith.core.jsonl import read_jsonl
 
 
 @dataclass
@@ -158,7 +159,7 @@ def write_pairs(path: Path, result: PreferenceRound) -> None:
 
 
 def read_pairs(path: Path) -> PreferenceRound:
-    pairs = [PreferencePair.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    pairs = [PreferencePair.from_dict(row) for _, row in read_jsonl(path, "one preference pair per line (dpo stage)")]
     summary = json.loads(path.with_name("summary.json").read_text())
     return PreferenceRound(pairs=pairs, ties=summary["ties"], prompts=summary["prompts"],
                            candidates=summary["candidates"], loops=summary["loops"])

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 from omegaconf import OmegaConf
 
 from edgesmith.core.errors import ConfigError, DataError, StageError
+from edgesmith.core.jsonl import line_error, read_jsonl, read_text_lines
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .pretrain_config import PretrainConfig
@@ -30,36 +31,17 @@ DATASET_ACCEPTED = ("a .txt/.md file of UTF-8 text (documents separated by blank
                     "object per line with a string field named by pretrain.text_field) or a directory of .txt files")
 
 
-def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a UTF-8 file; a bad byte is a DataError naming the file and line."""
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                                f"{exc.start + 1}); accepted: {DATASET_ACCEPTED}") from exc
-            yield number, text[:-2] + "\n" if text.endswith("\r\n") else text
-
-
 def _jsonl_documents(path: Path, text_field: str) -> Iterator[str]:
-    for number, line in _utf8_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg} at column {exc.colno}); accepted: one JSON "
-                            f"object per line with a string field '{text_field}' (pretrain.text_field)") from exc
+    accepted = f"one JSON object per line with a string field '{text_field}' (pretrain.text_field)"
+    for number, row in read_jsonl(path, accepted):
         if not isinstance(row, dict) or not isinstance(row.get(text_field), str):
-            raise DataError(f"{path}:{number}: expected a JSON object with a string field '{text_field}' "
-                            "(pretrain.text_field)")
+            raise line_error(path, number, f"expected a JSON object with a string field '{text_field}'", accepted)
         yield row[text_field]
 
 
 def _text_documents(path: Path) -> Iterator[str]:
     block: list[str] = []
-    for _, line in _utf8_lines(path):
+    for _, line in read_text_lines(path, DATASET_ACCEPTED):
         if line.strip():
             block.append(line)
         elif block:
