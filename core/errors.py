@@ -28,10 +28,6 @@ class StageError(EdgesmithError, RuntimeError):
         super().__init__(f"stage '{stage}' failed: {message}")
 
 
-class NotAvailableYet(EdgesmithError, NotImplementedError):
-    """A command whose implementation has not landed yet."""
-
-
 class CheckpointError(EdgesmithError, ValueError):
     """A checkpoint does not fit the model: names the missing, extra and mis-shaped tensors."""
 

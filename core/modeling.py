@@ -10,7 +10,8 @@ Module and parameter names follow transformers' LFM2 so LFM2 checkpoints map by 
 ``model.embed_tokens``, ``model.layers.{i}.operator_norm`` / ``.operator`` / ``.ffn_norm`` /
 ``.feed_forward.{w1,w2,w3}``, ``model.norm`` (LFM2: ``model.embedding_norm``) and ``lm_head``.
 Importing this module registers the model with ``AutoConfig``, ``AutoModel`` and
-``AutoModelForCausalLM``.
+``AutoModelForCausalLM`` (the last lines below). That is the one place: code that loads a
+model by Auto class writes ``import edgesmith.core.modeling  # noqa: F401  (Auto classes)``.
 """
 
 from __future__ import annotations

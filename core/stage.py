@@ -49,10 +49,6 @@ class StageContext:
     artifacts: dict[str, Artifact]  # earlier stages' artifacts, in pipeline order
     plugins: Any  # the PluginManager
 
-    @property
-    def previous(self) -> Artifact | None:
-        return list(self.artifacts.values())[-1] if self.artifacts else None
-
     def latest(self, *kinds: str) -> Artifact | None:
         """The most recent earlier artifact of one of ``kinds``."""
         for artifact in reversed(list(self.artifacts.values())):
@@ -64,9 +60,10 @@ class StageContext:
         """Like :meth:`latest`, but an absent input is an error naming what is accepted."""
         found = self.latest(*kinds)
         if found is None:
-            have = ", ".join(f"{n} ({a.kind})" for n, a in self.artifacts.items()) or "nothing"
-            raise StageError(self.name, f"needs an input artifact of kind {' or '.join(kinds)} "
-                                        f"from an earlier stage (or init_from=DIR); earlier stages gave: {have}")
+            have = ", ".join(f"{n} gave '{a.kind}'" for n, a in self.artifacts.items()) or "none ran before it"
+            wanted = " or ".join(f"'{kind}'" for kind in kinds)
+            raise StageError(self.name, f"needs an input artifact of kind {wanted} from an earlier stage "
+                                        f"(or init_from=DIR); earlier stages: {have}")
         return found
 
     def log_metrics(self, **metrics: Any) -> None:

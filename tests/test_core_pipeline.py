@@ -73,7 +73,7 @@ def test_changed_options_rerun_the_stage_and_later_ones_keeping_old_output(tmp_p
 
 
 def test_stage_without_required_input_says_what_it_needs(tmp_path, manager):
-    with pytest.raises(StageError, match=r"stage 'count' failed: needs an input artifact of kind dataset"):
+    with pytest.raises(StageError, match=r"stage 'count' failed: needs an input artifact of kind 'dataset'"):
         run_pipeline(config(["count"]), tmp_path, manager)
 
 

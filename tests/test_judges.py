@@ -62,7 +62,7 @@ def test_jury_rejects_unknown_aggregation_and_judges():
 
 @pytest.fixture(scope="module")
 def tiny_llama_dirs(tmp_path_factory):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     from edgesmith.plugins.world.tokenizer import train_tokenizer
 

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from edgesmith.core.cli import apply_kernel_backend  # noqa: E402
-from edgesmith.core.errors import ConfigError, EdgesmithError  # noqa: E402
+from edgesmith.core.errors import ConfigError  # noqa: E402
 from edgesmith.kernels import backend as kb  # noqa: E402
 from edgesmith.kernels.gated_delta import ops as gd_ops  # noqa: E402
 from edgesmith.kernels.linear_attn import ops as la_ops  # noqa: E402

@@ -24,7 +24,7 @@ def manager():
 def _is_model_dir(path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    training.register_model_classes()
+    import edgesmith.core.modeling  # noqa: F401  (registers "edgesmith" with the Auto classes)
     AutoTokenizer.from_pretrained(path)
     return AutoModelForCausalLM.from_pretrained(path)
 

@@ -16,7 +16,6 @@ import torch
 import triton
 import triton.language as tl
 
-from ..triton_common import INTERPRETED
 
 BLOCK_D = 16
 BLOCK_T = 128

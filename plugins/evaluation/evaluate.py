@@ -53,7 +53,7 @@ def load_model(model_path: str | Path, device: str | None = None, quant: str | N
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import edgesmith.core.modeling  # noqa: F401  (registers EdgeForCausalLM with the Auto classes)
+    import edgesmith.core.modeling  # noqa: F401  (registers "edgesmith" with the Auto classes)
 
     path = Path(model_path)
     if not (path / "config.json").is_file():

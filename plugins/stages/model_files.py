@@ -39,9 +39,7 @@ def safetensors_problem(path: Path) -> str | None:
 def known_model_types() -> set[str]:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    from .training import register_model_classes
-
-    register_model_classes()
+    import edgesmith.core.modeling  # noqa: F401  (registers "edgesmith" with the Auto classes)
     return set(CONFIG_MAPPING.keys())
 
 

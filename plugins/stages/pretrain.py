@@ -17,13 +17,14 @@ from typing import Any, Iterator
 
 from omegaconf import OmegaConf
 
+import edgesmith.core.modeling  # noqa: F401  (registers "edgesmith" with the Auto classes)
 from edgesmith.core.errors import ConfigError, DataError, StageError
 from edgesmith.core.jsonl import line_error, read_jsonl, read_text_lines
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .pretrain_config import PretrainConfig
 from .training import (StageCallback, check_init_from, check_model_dir, common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, register_model_classes, save_model_dir,
+                       load_model_and_tokenizer, model_artifact, save_model_dir,
                        train_with_resume)
 
 
@@ -95,7 +96,6 @@ def architecture_config(ctx: StageContext) -> Any:
     """The chosen architecture: the latest model_config artifact, else ``cfg.model``."""
     from transformers import AutoConfig
 
-    register_model_classes()
     artifact = ctx.latest("model_config")
     if artifact is not None:
         return AutoConfig.from_pretrained(artifact.path)
@@ -149,7 +149,6 @@ def import_checkpoint(source: Path, destination: Path, ctx: StageContext, option
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    register_model_classes()
     try:
         model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
     except (OSError, ValueError, KeyError) as exc:
@@ -223,7 +222,6 @@ class PretrainStage(Stage):
                     setattr(config, attr, value)
             from transformers import AutoModelForCausalLM, set_seed
 
-            register_model_classes()
             set_seed(options.seed)
             model = AutoModelForCausalLM.from_config(config)
             if options.copy_warmup_steps:

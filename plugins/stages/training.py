@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import TrainerCallback
 
+import edgesmith.core.modeling  # noqa: F401  (registers "edgesmith" with the Auto classes)
 from edgesmith.core import distributed
 from edgesmith.core.environment import Environment
 from edgesmith.core.errors import ConfigError, DataError, StageError
@@ -24,14 +25,6 @@ from edgesmith.core.stage import Artifact, StageContext
 
 MODEL_KIND = "model"
 DONE_MARKER = "_done"
-
-
-def register_model_classes() -> None:
-    """Imports edgesmith's model so AutoConfig/AutoModelForCausalLM know ``edgesmith``."""
-    try:
-        import edgesmith.core.modeling  # noqa: F401  (registers with the Auto classes)
-    except ImportError:
-        pass
 
 
 def check_model_dir(path: str | Path, what: str, stage: str) -> Path:
@@ -69,20 +62,14 @@ def model_input(ctx: StageContext) -> Path:
     """The model a post-training stage starts from.
 
     The latest earlier artifact of kind ``model``; else the top-level ``init_from=DIR``;
-    an earlier artifact of another kind is a clear error (e.g. ``sft`` after ``search``).
+    else the error of :meth:`StageContext.require`, naming what the earlier stages gave
+    (e.g. ``sft`` after ``search``).
     """
-    artifact = ctx.latest(MODEL_KIND)
-    if artifact is not None:
-        return check_model_dir(artifact.path, "the model artifact of an earlier stage", ctx.name)
     init_from = OmegaConf.select(ctx.config, "init_from", default=None)
-    if init_from:
+    if ctx.latest(MODEL_KIND) is None and init_from:
         return check_model_dir(init_from, "init_from", ctx.name)
-    have = ", ".join(f"{n} gave '{a.kind}'" for n, a in ctx.artifacts.items())
-    if have:
-        raise StageError(ctx.name, f"needs an input artifact of kind '{MODEL_KIND}' (a model directory) from an "
-                                   f"earlier stage or init_from=DIR; got: {have}")
-    raise StageError(ctx.name, f"needs a model to start from: put a stage that makes one (pretrain) before it, "
-                               "or set init_from=DIR (a save_pretrained model directory)")
+    artifact = ctx.require(MODEL_KIND)
+    return check_model_dir(artifact.path, "the model artifact of an earlier stage", ctx.name)
 
 
 def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
@@ -92,7 +79,6 @@ def load_model_and_tokenizer(path: str | Path) -> tuple[Any, Any]:
 
     from .model_files import model_dir_problem
 
-    register_model_classes()
     quiet_libraries()
     problem = model_dir_problem(path)
     if problem:
