@@ -13,20 +13,21 @@ TFLOP/s for the others), writes ``kernels_speed.json`` and ``kernels_speed.png``
 run directory, and states the goals: every Triton kernel >= 5x faster than its torch
 reference; gated delta and linear attention within 1.25x of fla.
 
-FLOP and byte counts are nominal (what the algorithm must do, not what a kernel does):
+Each kernel family describes its own benchmark case (:class:`KernelCase`: inputs,
+implementations, nominal work, fla's counterpart), listed in :func:`kernel_cases`. FLOP and
+byte counts are nominal (what the algorithm must do, not what a kernel does):
 
 - short_conv bytes: forward reads x and writes y; backward reads dy and x and writes dx;
 - swa FLOPs: 4 * B * H * D * (visible keys summed over queries) forward, backward 2.5x that;
 - linear_attn / gated_delta FLOPs: the chunkwise matmuls per token and head (see
-  :func:`_flops`), backward counted as twice the forward.
+  their cases), backward counted as twice the forward.
 
-Run as ``edgesmith bench bench=kernels [kernels.<option>=value ...]`` or, where Hydra is not
-installed (a bare GPU machine), ``python -m edgesmith.plugins.benchmarks.kernels_speed``.
+Run as ``edgesmith bench bench=kernels [kernels.<option>=value ...]``; where Hydra is not
+installed (a bare GPU machine), ``scripts/gpu_check.sh`` calls :func:`run_benchmark` directly.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -43,6 +44,7 @@ KERNELS = ("short_conv", "swa", "linear_attn", "gated_delta")
 MODES = ("fwd", "fwd_bwd")
 SECTION = "kernels"  # the benchmark's options share the section with kernels.backend
 SPEEDUP_GOAL = 5.0
+BF16 = torch.bfloat16
 FLA_GOAL = 1.25
 
 
@@ -100,102 +102,154 @@ class KernelSpeedOptions:
 class Workload:
     """One kernel at one shape: how to run each implementation, and what it must do."""
 
-    kernel: str
+    case: KernelCase
     batch: int
     seq_len: int
+    opts: KernelSpeedOptions
     inputs: list[torch.Tensor]
     run: dict[str, Callable[[list[torch.Tensor]], torch.Tensor]]  # implementation -> fn(inputs) -> output
-    flops_fwd: float = 0.0
-    bytes_fwd: float = 0.0
-    bytes_fwd_bwd: float = 0.0
     notes: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def kernel(self) -> str:
+        return self.case.name
 
-def _flops(kernel: str, B: int, T: int, H: int, K: int, V: int, C: int, window: int) -> float:
-    if kernel == "swa":
-        visible = sum(min(t + 1, window) for t in range(T))
-        return 4.0 * B * H * K * visible
-    if kernel == "linear_attn":
+
+@dataclass(frozen=True)
+class KernelCase:
+    """How one kernel family is benchmarked: its inputs and implementations, and its nominal work.
+
+    ``inputs(B, T, opts, randn)`` gives the inputs (``randn``: fp32 on the device); ``run(opts)`` maps ``triton`` and
+    ``torch`` to ``fn(inputs) -> output``; ``fla`` (optional) returns fla's ``fn`` (imported
+    lazily: fla may be absent). A memory-bound kernel states ``bytes_per_element`` (forward,
+    forward+backward, per element of ``elements``) and is reported in TB/s; the others state
+    ``flops`` and the backward's cost as a multiple of the forward, reported in TFLOP/s.
+    """
+
+    name: str
+    inputs: Callable[..., list[torch.Tensor]]
+    run: Callable[[KernelSpeedOptions], dict[str, Callable]]
+    flops: Callable[[int, int, KernelSpeedOptions], float] | None = None
+    backward_flops_factor: float = 3.0  # forward+backward as a multiple of the forward
+    elements: Callable[[int, int, KernelSpeedOptions], int] | None = None
+    bytes_per_element: tuple[float, float] = (0.0, 0.0)  # (fwd, fwd_bwd), bf16 elements read + written
+    fla: Callable[[], Callable] | None = None
+
+    @property
+    def unit(self) -> str:
+        return "TB/s" if self.elements else "TFLOP/s"
+
+    def work(self, B: int, T: int, opts: KernelSpeedOptions, mode: str) -> float:
+        """Nominal bytes (TB/s kernels) or FLOPs (the others) of one call in ``mode``."""
+        if self.elements:
+            return self.elements(B, T, opts) * self.bytes_per_element[0 if mode == "fwd" else 1] * 2
+        return self.flops(B, T, opts) * (1.0 if mode == "fwd" else self.backward_flops_factor)
+
+
+def _implementations(fn: Callable[[list[torch.Tensor], str], torch.Tensor]) -> dict[str, Callable]:
+    return {name: (lambda x, name=name: fn(x, name)) for name in ("triton", "torch")}
+
+
+def _short_conv_case() -> KernelCase:
+    from edgesmith.kernels.short_conv import ops
+
+    return KernelCase(
+        "short_conv",
+        inputs=lambda B, T, o, randn: [randn(B, o.conv_hidden, T).to(BF16),
+                                       (randn(o.conv_hidden, o.conv_length) / o.conv_length).to(BF16)],
+        run=lambda o: _implementations(lambda x, b: ops.causal_conv1d(x[0], x[1], backend=b)[0]),
+        # forward reads x and writes y; backward reads dy and x and writes dx
+        elements=lambda B, T, o: B * o.conv_hidden * T, bytes_per_element=(2.0, 5.0))
+
+
+def _swa_case() -> KernelCase:
+    from edgesmith.kernels.swa import ops
+
+    def flops(B: int, T: int, o: KernelSpeedOptions) -> float:
+        visible = sum(min(t + 1, o.window) for t in range(T))
+        return 4.0 * B * o.heads * o.head_dim * visible
+
+    return KernelCase(
+        "swa",
+        inputs=lambda B, T, o, randn: [randn(B, o.heads, T, o.head_dim).to(BF16) for _ in range(3)],
+        run=lambda o: _implementations(lambda x, b: ops.sliding_window_attention(*x, o.window, backend=b)),
+        flops=flops, backward_flops_factor=3.5)
+
+
+def _linear_attn_case() -> KernelCase:
+    from edgesmith.kernels.linear_attn import ops
+
+    def inputs(B: int, T: int, o: KernelSpeedOptions, randn) -> list[torch.Tensor]:
+        scale = o.head_dim ** -0.5
+        return [(randn(B, T, o.heads, o.head_dim) * scale).to(BF16),
+                (randn(B, T, o.heads, o.head_dim) * scale).to(BF16), randn(B, T, o.heads, o.head_dim).to(BF16)]
+
+    def fla():
+        from fla.ops.linear_attn import chunk_linear_attn
+
+        def run(x):
+            q, k, v = x
+            try:
+                return chunk_linear_attn(q, k, v, normalize=False, output_final_state=False)[0]
+            except TypeError:  # older fla without the normalize switch
+                return chunk_linear_attn(q, k, v, output_final_state=False)[0]
+        return run
+
+    return KernelCase(
+        "linear_attn", inputs=inputs,
+        run=lambda o: _implementations(lambda x, b: ops.chunk_linear_attn(
+            *x, output_final_state=False, chunk_size=o.chunk_size, backend=b)[0]),
         # per token: Q K^T and P V inside the chunk, Q S and the K^T V state update
-        return 2.0 * B * H * T * (C * K + C * V + 2 * K * V)
-    if kernel == "gated_delta":
+        flops=lambda B, T, o: 2.0 * B * o.heads * T * (2 * o.chunk_size * o.head_dim + 2 * o.head_dim ** 2),
+        fla=fla)
+
+
+def _gated_delta_case() -> KernelCase:
+    import torch.nn.functional as F
+
+    from edgesmith.kernels.gated_delta import ops
+
+    def inputs(B: int, T: int, o: KernelSpeedOptions, randn) -> list[torch.Tensor]:
+        H, D = o.heads, o.head_dim
+        # q, k, v in bf16; the decay g and write strength beta in fp32, as the operator passes them
+        return [randn(B, T, H, D).to(BF16), F.normalize(randn(B, T, H, D), dim=-1).to(BF16),
+                randn(B, T, H, D).to(BF16), -F.softplus(randn(B, T, H)) * 0.1, torch.sigmoid(randn(B, T, H))]
+
+    def fla():
+        from fla.ops.gated_delta_rule import chunk_gated_delta_rule
+
+        def run(x):
+            q, k, v, g, beta = x
+            return chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=False)[0]
+        return run
+
+    return KernelCase(
+        "gated_delta", inputs=inputs,
+        run=lambda o: _implementations(lambda x, b: ops.chunk_gated_delta_rule(
+            *x, output_final_state=False, chunk_size=o.chunk_size, backend=b)[0]),
         # per token: K K^T, Tinv X, Tinv Y, W S, Q K^T, Q S, P U, state update
-        return 2.0 * B * H * T * (3 * C * K + 2 * C * V + 3 * K * V)
-    return 0.0
+        flops=lambda B, T, o: 2.0 * B * o.heads * T * (5 * o.chunk_size * o.head_dim + 3 * o.head_dim ** 2),
+        fla=fla)
 
 
-def _fla_gated_delta():
-    from fla.ops.gated_delta_rule import chunk_gated_delta_rule
-
-    def run(x):
-        q, k, v, g, beta = x
-        return chunk_gated_delta_rule(q, k, v, g, beta, output_final_state=False)[0]
-    return run
-
-
-def _fla_linear_attn():
-    from fla.ops.linear_attn import chunk_linear_attn
-
-    def run(x):
-        q, k, v = x
-        try:
-            return chunk_linear_attn(q, k, v, normalize=False, output_final_state=False)[0]
-        except TypeError:  # older fla without the normalize switch
-            return chunk_linear_attn(q, k, v, output_final_state=False)[0]
-    return run
+def kernel_cases() -> dict[str, KernelCase]:
+    """Every kernel family's benchmark case, by the name ``kernels.kernels`` lists."""
+    cases = [_short_conv_case(), _swa_case(), _linear_attn_case(), _gated_delta_case()]
+    return {case.name: case for case in cases}
 
 
 def build_workload(kernel: str, B: int, T: int, opts: KernelSpeedOptions, device: torch.device) -> Workload:
     """Random bf16 inputs for ``kernel`` at batch ``B`` and length ``T`` plus its implementations."""
-    import torch.nn.functional as F
-
     gen = torch.Generator(device=device).manual_seed(opts.seed)
-    dt = torch.bfloat16
-    H, D, C = opts.heads, opts.head_dim, opts.chunk_size
 
     def randn(*shape):
         return torch.randn(*shape, generator=gen, device=device, dtype=torch.float32)
 
-    if kernel == "short_conv":
-        from edgesmith.kernels.short_conv import ops
-
-        Dh, L = opts.conv_hidden, opts.conv_length
-        inputs = [randn(B, Dh, T).to(dt), (randn(Dh, L) / L).to(dt)]
-        elements = B * Dh * T
-        return Workload(kernel, B, T, inputs, {
-            name: (lambda x, name=name: ops.causal_conv1d(x[0], x[1], backend=name)[0]) for name in ("triton", "torch")
-        }, bytes_fwd=2.0 * elements * 2, bytes_fwd_bwd=5.0 * elements * 2)
-    if kernel == "swa":
-        from edgesmith.kernels.swa import ops
-
-        inputs = [randn(B, H, T, D).to(dt), randn(B, H, T, D).to(dt), randn(B, H, T, D).to(dt)]
-        return Workload(kernel, B, T, inputs, {
-            name: (lambda x, name=name: ops.sliding_window_attention(*x, opts.window, backend=name))
-            for name in ("triton", "torch")
-        }, flops_fwd=_flops(kernel, B, T, H, D, D, C, opts.window))
-    if kernel == "linear_attn":
-        from edgesmith.kernels.linear_attn import ops
-
-        scale = D ** -0.5
-        inputs = [(randn(B, T, H, D) * scale).to(dt), (randn(B, T, H, D) * scale).to(dt), randn(B, T, H, D).to(dt)]
-        run = {name: (lambda x, name=name: ops.chunk_linear_attn(*x, output_final_state=False, chunk_size=C,
-                                                                  backend=name)[0]) for name in ("triton", "torch")}
-        work = Workload(kernel, B, T, inputs, run, flops_fwd=_flops(kernel, B, T, H, D, D, C, opts.window))
-        if opts.compare_fla:
-            _add_fla(work, _fla_linear_attn)
-        return work
-    if kernel == "gated_delta":
-        from edgesmith.kernels.gated_delta import ops
-
-        inputs = [randn(B, T, H, D).to(dt), F.normalize(randn(B, T, H, D), dim=-1).to(dt), randn(B, T, H, D).to(dt),
-                  -F.softplus(randn(B, T, H)) * 0.1, torch.sigmoid(randn(B, T, H))]
-        run = {name: (lambda x, name=name: ops.chunk_gated_delta_rule(*x, output_final_state=False, chunk_size=C,
-                                                                       backend=name)[0]) for name in ("triton", "torch")}
-        work = Workload(kernel, B, T, inputs, run, flops_fwd=_flops(kernel, B, T, H, D, D, C, opts.window))
-        if opts.compare_fla:
-            _add_fla(work, _fla_gated_delta)
-        return work
-    raise ConfigError(f"{SECTION}.kernels", kernel, ", ".join(KERNELS))
+    case = kernel_cases()[kernel]
+    work = Workload(case, B, T, opts, case.inputs(B, T, opts, randn), case.run(opts))
+    if case.fla is not None and opts.compare_fla:
+        _add_fla(work, case.fla)
+    return work
 
 
 def _add_fla(work: Workload, factory: Callable[[], Callable]) -> None:
@@ -325,14 +379,12 @@ def _derive(row: dict, work: Workload) -> None:
     tri, ref, fla = ms.get("triton"), ms.get("torch"), ms.get("fla")
     row["speedup_vs_torch"] = ref / tri if tri and ref else None
     row["triton_over_fla"] = tri / fla if tri and fla else None
-    if work.kernel == "short_conv":
-        nbytes = work.bytes_fwd if row["mode"] == "fwd" else work.bytes_fwd_bwd
-        row["achieved"] = {"unit": "TB/s", "triton": nbytes / (tri * 1e-3) / 1e12 if tri else None}
+    amount = work.case.work(work.batch, work.seq_len, work.opts, row["mode"])
+    scale = 1e12
+    if work.case.unit == "TB/s":
+        row["achieved"] = {"unit": "TB/s", "triton": amount / (tri * 1e-3) / scale if tri else None}
     else:
-        factor = 1.0 if row["mode"] == "fwd" else (3.5 if work.kernel == "swa" else 3.0)
-        flops = work.flops_fwd * factor
-        row["achieved"] = {"unit": "TFLOP/s",
-                           **{impl: flops / (t * 1e-3) / 1e12 for impl, t in ms.items() if t}}
+        row["achieved"] = {"unit": "TFLOP/s", **{impl: amount / (t * 1e-3) / scale for impl, t in ms.items() if t}}
 
 
 def _goals(rows: list[dict]) -> dict:
@@ -345,7 +397,7 @@ def _goals(rows: list[dict]) -> dict:
                  "speedup_goal_met": bool(speedups) and min(speedups) >= SPEEDUP_GOAL}
         line = f"{kernel}: min speedup vs torch {entry['min_speedup_vs_torch'] or float('nan'):.2f}x " \
                f"(goal >= {SPEEDUP_GOAL:g}x: {'met' if entry['speedup_goal_met'] else 'NOT met'})"
-        if kernel in ("linear_attn", "gated_delta"):
+        if kernel_cases()[kernel].fla is not None:
             entry["max_triton_over_fla"] = max(fla) if fla else None
             entry["fla_goal_met"] = bool(fla) and max(fla) <= FLA_GOAL
             line += (f"; worst triton/fla {max(fla):.2f}x (goal <= {FLA_GOAL:g}x: "
@@ -410,25 +462,3 @@ def run_kernel_speed(cfg: Any, out_dir: Path) -> dict:
 
     opts = build_options(KernelSpeedOptions, OmegaConf.select(cfg, SECTION, default=None), SECTION)
     return run_benchmark(opts, Path(out_dir))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry for machines without Hydra: ``python -m edgesmith.plugins.benchmarks.kernels_speed``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="outputs/kernels_speed", help="directory for the JSON and PNG")
-    parser.add_argument("--quick", action="store_true", help="B=4, T=2048 only (a smoke run)")
-    parser.add_argument("--kernels", nargs="*", default=list(KERNELS), choices=KERNELS)
-    args = parser.parse_args(argv)
-    opts = KernelSpeedOptions(kernels=args.kernels)
-    if args.quick:
-        opts = dataclasses.replace(opts, batch_sizes=[4], seq_lens=[2048])
-    try:
-        run_benchmark(opts, Path(args.out))
-    except EdgesmithError as exc:
-        print(f"error: {exc}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
