@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.plugin_manager import PluginManager
 from edgesmith.core.toolcall import ToolCall
-from edgesmith.plugins.environments.ast_checker import check_calls, normalize_string
+from edgesmith.plugins.toolcall.ast_checker import check_calls, normalize_string
 from edgesmith.plugins.environments.bfcl import (
     CATEGORIES,
     INSTALL_HINT,

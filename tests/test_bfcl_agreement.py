@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgesmith.core.toolcall import ToolCall
-from edgesmith.plugins.environments.ast_checker import check_calls
+from edgesmith.plugins.toolcall.ast_checker import check_calls
 
 import bfcl_eval  # noqa: F401,E402  (installed by scripts/setup.sh: its absence is a failure, not a skip)
 

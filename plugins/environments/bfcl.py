@@ -13,7 +13,7 @@ Each task's prompt is BFCL's question in edgesmith's chat template with the cate
 functions as JSON-schema tools (BFCL's ``dict``/``float``/``tuple``/``any`` become
 ``object``/``number``/``array``/no type). The verifier parses the completion with the
 ``pythonic`` format (option ``format=json`` for Hermes-style models) and scores it with
-:func:`edgesmith.plugins.environments.ast_checker.check_calls`. As in BFCL, an
+:func:`edgesmith.plugins.toolcall.ast_checker.check_calls`. As in BFCL, an
 irrelevance task is correct when the completion holds no call, including when what looks
 like a call cannot be decoded.
 
@@ -32,7 +32,6 @@ checker, and are left out of ``tasks`` unless ``include_unanswerable=true``.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from dataclasses import dataclass, field, fields
 from functools import lru_cache
@@ -44,7 +43,7 @@ from edgesmith.core.errors import ConfigError, EdgesmithError
 from edgesmith.core.jsonl import line_error, read_jsonl
 from edgesmith.core.toolcall import ToolCall
 
-from .ast_checker import check_calls
+from edgesmith.plugins.toolcall.ast_checker import check_calls
 
 INSTALL_HINT = "pip install --no-deps bfcl-eval==2026.3.23"
 

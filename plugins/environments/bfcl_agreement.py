@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 from edgesmith.core.toolcall import ToolCall
 
-from .ast_checker import check_calls
+from edgesmith.plugins.toolcall.ast_checker import check_calls
 from .bfcl import _category_file, _read_jsonl, bfcl_data_dir
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "parallel_multiple", "live_simple", "live_multiple",

@@ -5,7 +5,7 @@ integer, number, string, enum, boolean, array, optional parameters) and a reques
 needs one call, several parallel calls, or no call at all (small talk, or a request no
 offered function can serve). The completion's tool calls are parsed with the configured
 tool-call format and matched against the expected calls by BFCL's AST rules
-(:func:`edgesmith.plugins.environments.ast_checker.check_calls`): names, required
+(:func:`edgesmith.plugins.toolcall.ast_checker.check_calls`): names, required
 parameters, types (int accepted for float), allowed values, omitted optional parameters,
 parallel calls in any order, and no call when none is expected.
 
@@ -330,7 +330,7 @@ class ToolcallEnvironment(GeneratedEnvironment):
                     metadata={"kind": kind, "n_calls": len(calls)})
 
     def verify(self, task: Task, completion: str) -> Verification:
-        from .ast_checker import check_calls
+        from edgesmith.plugins.toolcall.ast_checker import check_calls
 
         reference = task.reference
         parsed = self.format.parse(completion)
