@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgesmith.core.errors import ConfigError
+from edgesmith.core.errors import CheckpointError, ConfigError
 from edgesmith.core.operator import ModelDims
 from edgesmith.core.plugin_manager import get_plugin_manager
-from edgesmith.plugins.operators.gated_deltanet import GatedDeltaNet, GatedDeltaNetOptions, load_qwen3_next_weights
-from edgesmith.plugins.operators.linear_attn import LinearAttention, LinearAttnOptions
+from edgesmith.plugins.interop.qwen3_next import load_qwen3_next_weights
+from edgesmith.plugins.operators.gated_deltanet import GatedDeltaNet
+from edgesmith.plugins.operators.linear_attn import LinearAttention
 
 DIMS = ModelDims(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8)
 OPERATORS = {
@@ -238,7 +239,7 @@ def test_qwen3_next_weights_that_do_not_fit_are_named():
     weights["dt_bias"] = weights["dt_bias"][:3]
     del weights["out_proj.weight"]
     weights["extra.weight"] = torch.zeros(1)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(CheckpointError) as info:
         load_qwen3_next_weights(ours, weights)
     message = str(info.value)
     assert "missing out_proj.weight" in message and "unexpected extra.weight" in message and "dt_bias" in message
