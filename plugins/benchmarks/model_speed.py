@@ -514,7 +514,7 @@ def run_model_speed(cfg: Any, out_dir: Path) -> dict[str, Any]:
         out.print(_table(opts, dtype, results[dtype], ratios[dtype], fractions[dtype]))
     if rollouts:
         out.print(_rollout_table(opts, rollouts))
-    out.print(f"parameters: " + ", ".join(f"{m} {n / 1e6:.1f}M" for m, n in report["parameters"].items())
+    out.print("parameters: " + ", ".join(f"{m} {n / 1e6:.1f}M" for m, n in report["parameters"].items())
               + f"; load average before {load_before}, after {report['machine']['load_average']}"
               + f"; elapsed {report['elapsed_s']:.0f} s; JSON and PNG in {out_dir}", highlight=False)
     return report
