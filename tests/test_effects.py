@@ -56,7 +56,7 @@ def chant_registered():
 def greedy_loop_rate(model_dir, n=24):
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
-    from edgesmith.plugins.stages.training import load_model_and_tokenizer
+    from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(model_dir)
     tasks = ChantEnvironment().tasks("eval", n)

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from edgesmith.core.pipeline import run_pipeline
-from edgesmith.plugins.stages import training
+from edgesmith.plugins.stages import model_io
 from edgesmith.plugins.stages.checkpoints import checkpoint_problem, newest_complete_checkpoint
 from stages_support import base_model, registered_test_plugins, run_config
 
@@ -60,7 +60,7 @@ def test_a_kill_during_a_save_resumes_from_the_last_complete_checkpoint(tmp_path
     assert problem and "trainer_state.json" in problem  # cut mid-save: the state file never came
 
     artifacts = run_pipeline(cfg, run_dir, manager)
-    assert training.is_finished_model_dir(artifacts[stage].path)
+    assert model_io.is_finished_model_dir(artifacts[stage].path)
     kept = ckpts / "incomplete-checkpoint-2"
     cut = kept / ("model.safetensors" if where == "weights" else "optimizer.pt")
     assert cut.is_file() and cut.stat().st_size > 0  # the partial save is kept, not deleted

@@ -14,7 +14,7 @@ from edgesmith.plugins.judges.jury import Jury, JudgeSpec
 from edgesmith.plugins.stages.dpo import train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
-from edgesmith.plugins.stages.training import load_model_and_tokenizer
+from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import LettersEnvironment, NeverEnvironment, base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
@@ -143,7 +143,7 @@ def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manag
 
 
 def test_an_interrupted_round_reuses_its_pairs_and_resumes(tmp_path, tmp_path_factory, manager, monkeypatch):
-    from edgesmith.plugins.stages import training
+    from edgesmith.plugins.stages import stage_callback
 
     cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
                      dpo={"steps_per_round": 4, "save_steps": 2, "batch_size": 1})
@@ -151,7 +151,7 @@ def test_an_interrupted_round_reuses_its_pairs_and_resumes(tmp_path, tmp_path_fa
     def stop_after_first_save(self, args, state, control, **kwargs):
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(training.StageCallback, "on_save", stop_after_first_save, raising=False)
+    monkeypatch.setattr(stage_callback.StageCallback, "on_save", stop_after_first_save, raising=False)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, tmp_path / "run", manager)
     pairs = tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl"

@@ -12,7 +12,7 @@ import torch
 
 from edgesmith.core.errors import ConfigError, DataError, PluginError
 from edgesmith.core.pipeline import plan_stages, run_pipeline
-from edgesmith.plugins.stages.training import load_model_and_tokenizer
+from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)

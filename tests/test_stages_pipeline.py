@@ -9,7 +9,7 @@ import torch
 
 from edgesmith.core.errors import StageError
 from edgesmith.core.pipeline import run_pipeline
-from edgesmith.plugins.stages import training
+from edgesmith.plugins.stages import model_io, stage_callback
 from stages_support import base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)
@@ -88,7 +88,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_pa
     def stop_after_first_save(self, args, state, control, **kwargs):
         raise Interrupted(f"killed after saving step {state.global_step}")
 
-    monkeypatch.setattr(training.StageCallback, "on_save", stop_after_first_save, raising=False)
+    monkeypatch.setattr(stage_callback.StageCallback, "on_save", stop_after_first_save, raising=False)
     with pytest.raises(StageError, match="killed after saving step 2"):
         run_pipeline(cfg, tmp_path / "run", manager)
     assert (tmp_path / "run" / "sft" / "checkpoints" / "checkpoint-2").is_dir()
@@ -101,7 +101,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_pa
     assert len(resumes) == 1 and resumes[0]["resumed_from"].endswith("checkpoint-2")
     steps = [r["step"] for r in records if "loss" in r]
     assert steps == [1, 2, 3, 4]  # steps 1-2 before the interruption, 3-4 after: none repeated
-    assert training.is_finished_model_dir(artifacts["sft"].path)
+    assert model_io.is_finished_model_dir(artifacts["sft"].path)
 
 
 def test_report_shows_every_stage_and_reuses_the_eval_stage(tmp_path, manager, tmp_path_factory):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgesmith.core.pipeline import run_pipeline
-from edgesmith.plugins.stages.training import load_model_and_tokenizer
+from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import LettersEnvironment, base_model, registered_test_plugins, run_config
 
 torch.set_num_threads(1)

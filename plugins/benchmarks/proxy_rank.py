@@ -125,7 +125,7 @@ def recipe_config(opts: ProxyRankOptions, candidate: dict[str, Any]) -> Any:
 
 def trained_bits_per_byte(proxy: Any, model_dir: str) -> float:
     """The trained model's bits per byte on the proxy's held-out documents, with its own tokenizer."""
-    from edgesmith.plugins.stages.training import load_model_and_tokenizer
+    from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
     from edgesmith.search.proxies.text_data import tokenizer_encoder
 
     model, tokenizer = load_model_and_tokenizer(model_dir)

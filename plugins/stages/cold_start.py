@@ -128,7 +128,7 @@ class ColdStartCallback(TrainerCallback):
 
 
 def write_events(path: Path, events: list[ColdStartEvent]) -> None:
-    from .training import write_text_atomic
+    from .model_io import write_text_atomic
 
     write_text_atomic(path, json.dumps([asdict(e) for e in events], indent=2))
 

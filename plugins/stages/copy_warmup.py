@@ -110,7 +110,9 @@ def run_copy_warmup(ctx: StageContext, model: Any, tokenizer: Any, warmup: CopyW
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
 
-    from .training import StageCallback, common_training_arguments, train_with_resume
+    from .resume import train_with_resume
+    from .stage_callback import StageCallback
+    from .trainer_arguments import common_training_arguments
 
     special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
     data = copy_sequences(model.config.vocab_size, special, warmup, seed)

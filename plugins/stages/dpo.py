@@ -24,9 +24,13 @@ from edgesmith.core.stage import Artifact, Stage, StageContext
 from .dpo_config import DPOStageConfig
 from .preferences import PreferencePair, PreferenceRound, read_pairs, write_pairs
 from .rollout_split import build_preferences_split
-from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
-                       common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
+from .model_artifact import model_artifact, model_input
+from .model_files import check_init_from
+from .model_io import is_finished_model_dir, load_model_and_tokenizer, save_model_dir
+from .resume import train_with_resume
+from .stage_callback import StageCallback
+from .stage_plugins import build_environments, check_plugin_names
+from .trainer_arguments import common_training_arguments
 
 
 def build_jury(ctx: StageContext, options: DPOStageConfig) -> Any:

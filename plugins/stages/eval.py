@@ -23,7 +23,8 @@ class EvalStage(Stage):
     config_class = EvalOptions
 
     def check(self, cfg: Any, plugins: Any) -> None:
-        from edgesmith.plugins.stages.training import check_init_from, check_plugin_names
+        from edgesmith.plugins.stages.model_files import check_init_from
+        from edgesmith.plugins.stages.stage_plugins import check_plugin_names
 
         if self.options.tasks_file:
             if not Path(self.options.tasks_file).expanduser().is_file():
@@ -34,7 +35,7 @@ class EvalStage(Stage):
 
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.plugins.evaluation.evaluate import evaluate
-        from edgesmith.plugins.stages.training import model_input
+        from edgesmith.plugins.stages.model_artifact import model_input
 
         model_dir = model_input(ctx)
         results = evaluate(self.options, model_dir, out_dir=ctx.out_dir, plugins=ctx.plugins)

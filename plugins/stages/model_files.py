@@ -3,7 +3,8 @@
 transformers answers a bad file with a 25-90 line traceback that does not name it (and for
 an unknown ``model_type`` advises upgrading transformers). These checks read only the
 config and the weight files' headers, so they are cheap enough to run before any stage
-starts, and each problem is one line naming the file and what is accepted.
+starts, and each problem is one line naming the file and what is accepted;
+:func:`check_model_dir` and :func:`check_init_from` raise it as a stage or config error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import json
 import re
 import struct
 from pathlib import Path
+from typing import Any
+
+from edgesmith.core.errors import ConfigError, StageError
 
 SAVED_BY = "a directory written by save_pretrained (config.json + model.safetensors + tokenizer files)"
 
@@ -95,3 +99,20 @@ def model_dir_problem(directory: str | Path) -> str | None:
     if not directory.is_dir():
         return f"{directory}: not a directory; accepted: {SAVED_BY}"
     return config_problem(directory) or weights_problem(directory)
+
+
+def check_model_dir(path: str | Path, what: str, stage: str) -> Path:
+    """A directory holding a loadable model, or a StageError naming the bad file and what is accepted."""
+    path = Path(str(path)).expanduser()
+    problem = model_dir_problem(path)
+    if problem:
+        raise StageError(stage, f"{what} is not a usable model: {problem}")
+    return path
+
+
+def check_init_from(value: Any, key: str) -> None:
+    """Before any stage runs: ``init_from`` (when set) is a loadable model directory."""
+    if value:
+        problem = model_dir_problem(value)
+        if problem:
+            raise ConfigError(key, str(value), SAVED_BY, detail=problem)

@@ -23,9 +23,12 @@ from edgesmith.core.jsonl import line_error, read_jsonl, read_text_lines
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .pretrain_config import PretrainConfig
-from .training import (StageCallback, check_init_from, check_model_dir, common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, save_model_dir,
-                       train_with_resume)
+from .model_artifact import model_artifact
+from .model_files import check_init_from, check_model_dir
+from .model_io import is_finished_model_dir, load_model_and_tokenizer, save_model_dir
+from .resume import train_with_resume
+from .stage_callback import StageCallback
+from .trainer_arguments import common_training_arguments
 
 
 DATASET_ACCEPTED = ("a .txt/.md file of UTF-8 text (documents separated by blank lines), a .jsonl file (one JSON "

@@ -27,10 +27,13 @@ from .preferences import prompt_text
 from .rl_config import RLStageConfig
 from .sft import ChatExample, train_sft
 from .sft_config import SFTStageConfig
-from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
-                       common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume,
-                       write_text_atomic)
+from .model_artifact import model_artifact, model_input
+from .model_files import check_init_from
+from .model_io import is_finished_model_dir, load_model_and_tokenizer, save_model_dir, write_text_atomic
+from .resume import train_with_resume
+from .stage_callback import StageCallback
+from .stage_plugins import build_environments, check_plugin_names
+from .trainer_arguments import common_training_arguments
 
 
 def task_key(env_name: str, task: Task) -> str:

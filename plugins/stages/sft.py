@@ -19,9 +19,13 @@ from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .sft_config import SFTStageConfig
-from .training import (StageCallback, build_environments, check_init_from, check_plugin_names,
-                       common_training_arguments, is_finished_model_dir,
-                       load_model_and_tokenizer, model_artifact, model_input, save_model_dir, train_with_resume)
+from .model_artifact import model_artifact, model_input
+from .model_files import check_init_from
+from .model_io import is_finished_model_dir, load_model_and_tokenizer, save_model_dir
+from .resume import train_with_resume
+from .stage_callback import StageCallback
+from .stage_plugins import build_environments, check_plugin_names
+from .trainer_arguments import common_training_arguments
 
 
 @dataclass
