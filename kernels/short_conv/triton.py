@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+# Read by kernels/backend.py (module attribute): whether this module's kernels were built interpreted.
+from ..triton_common import INTERPRETED  # noqa: F401
 
 BLOCK_D = 16
 BLOCK_T = 128
