@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from edgesmith.core.cli import main
 
 # An LFM2 layout in miniature (the tiny preset, shrunk): every model is still built, saved,
@@ -48,6 +50,7 @@ def test_layout_is_the_model_preset_checked_like_every_command(tmp_path, capsys)
     assert not (tmp_path / "model_speed.json").exists()
 
 
+@pytest.mark.slow
 def test_model_benchmark_miniature_run(tmp_path, capsys):
     assert main(["bench", "bench=model_speed", *MINIATURE, f"hydra.run.dir={tmp_path}"]) == 0
     report = json.loads((tmp_path / "model_speed.json").read_text())
@@ -81,6 +84,7 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
     assert not list(tmp_path.glob("model_speed_*"))  # the temporary checkpoints are gone
 
 
+@pytest.mark.slow
 def test_int8_is_measured_for_edgesmith_only(tmp_path):
     overrides = [o for o in MINIATURE if not o.startswith("model_speed.dtypes")]
     assert main(["bench", "bench=model_speed", *overrides, "model_speed.dtypes=[float32,int8]",

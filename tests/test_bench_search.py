@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgesmith.core.cli import main
+
+pytestmark = pytest.mark.slow  # a miniature benchmark: profiles in subprocesses
 
 QUICK = "threads:1,prefill_tokens:8,decode_context:8,decode_tokens:2,warmup:0,repeats:3,min_repeats:2,max_cv:0.5"
 # The candidate is the model preset, as in every command: the tiny one, shrunk.

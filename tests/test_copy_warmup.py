@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from edgesmith.plugins.stages.copy_warmup import IGNORE_INDEX, CopyWarmup, copy_sequences
@@ -29,6 +30,7 @@ def test_every_labelled_token_is_predictable_by_copying_and_only_those():
     assert torch.equal(again["input_ids"], ids) and torch.equal(again["labels"], labels)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_to_copy_the_span(one_thread):
     from transformers import AutoModelForCausalLM
 
@@ -55,6 +57,7 @@ def test_a_tiny_model_learns_to_copy_the_span(one_thread):
     assert sum(losses[-20:]) / 20 < 1.0, losses[::25]
 
 
+@pytest.mark.slow
 def test_the_warmup_stops_once_the_span_is_copied(tmp_path, one_thread):
     from transformers import AutoModelForCausalLM
 

@@ -19,6 +19,8 @@ import pytest
 
 from stages_support import write_corpus
 
+pytestmark = pytest.mark.slow  # multi-process training end to end
+
 TESTS = Path(__file__).parent
 FOREIGN_GID = 65534  # the effective group of non-main processes under launch_audited.py (as root)
 # 1 vs 2 processes: the same samples per optimizer step; only the order of floating-point sums

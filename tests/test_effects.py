@@ -16,6 +16,8 @@ from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.pipeline import run_pipeline
 from stages_support import EOS, base_model, run_config
 
+pytestmark = pytest.mark.slow  # DPO end to end on a loop-prone checkpoint
+
 ANSWER = "la la la."
 
 

@@ -41,6 +41,7 @@ def test_registered_as_kernels():
     assert get_plugin_manager().get("benchmark", "kernels") is ks.run_kernel_speed
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where no GPU is visible")
 def test_cli_says_it_needs_a_gpu(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgesmith.core.cli", "bench", "bench=kernels",
@@ -58,6 +59,7 @@ def test_options_are_validated():
         ks.KernelSpeedOptions(head_dim=512)
 
 
+@pytest.mark.slow
 def test_grid_runs_end_to_end_on_tiny_shapes(tmp_path):
     torch.set_num_threads(1)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

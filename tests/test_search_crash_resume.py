@@ -9,6 +9,10 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a search subprocess killed and rerun
+
 COMMAND = [sys.executable, "-m", "edgesmith.core.cli", "run", "pipeline.stages=[search]", "search=tiny",
            "search.n_trials=3", "search.proxy.name=zero_cost"]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgesmith.core.cli import main
 from edgesmith.plugins.benchmarks.proxy_rank import rank_correlation
 
@@ -33,6 +35,7 @@ def test_bad_option_is_named_before_any_work(tmp_path, capsys):
     assert not list(tmp_path.glob("candidate_*"))
 
 
+@pytest.mark.slow
 def test_proxy_benchmark_miniature_run(tmp_path, capsys):
     assert main(["bench", "bench=proxy", *MINIATURE, f"hydra.run.dir={tmp_path}"]) == 0
     report = json.loads((tmp_path / "proxy_rank.json").read_text())

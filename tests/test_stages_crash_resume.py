@@ -19,6 +19,8 @@ from edgesmith.plugins.stages import model_io
 from edgesmith.plugins.stages.checkpoints import checkpoint_problem, newest_complete_checkpoint
 from stages_support import base_model, registered_test_plugins, run_config
 
+pytestmark = pytest.mark.slow  # training subprocesses killed and rerun
+
 torch.set_num_threads(1)
 DRIVER = Path(__file__).with_name("crash_during_save.py")
 

@@ -26,6 +26,7 @@ def manager():
         yield registered
 
 
+@pytest.mark.slow
 def test_pairs_prefer_the_higher_score_and_include_the_greedy_sample(tmp_path_factory, manager):
     from edgesmith.plugins.evaluation.rollout import generate_completions
 
@@ -60,6 +61,7 @@ def _margin(model, tokenizer, prompt: str, chosen: str, rejected: str) -> float:
     return avg_logp(chosen) - avg_logp(rejected)
 
 
+@pytest.mark.slow
 def test_a_dpo_round_raises_the_chosen_over_rejected_margin(tmp_path, tmp_path_factory, manager):
     source = base_model(tmp_path_factory)
     model, tokenizer = load_model_and_tokenizer(source)
@@ -86,6 +88,7 @@ def test_sigmoid_norm_is_the_default_and_trl_knows_it():
     assert DPOConfig(output_dir="/tmp/unused", loss_type=["sigmoid_norm"], bf16=False).loss_type == ["sigmoid_norm"]
 
 
+@pytest.mark.slow
 def test_all_ties_is_a_clear_error(tmp_path, tmp_path_factory, manager):
     # The untrained model never says the code: the verifier scores every candidate 0.
     cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
@@ -106,6 +109,7 @@ def _never_preferences(manager, tmp_path_factory, **options):
                              temperature=1.5, max_new_tokens=8, round_index=0, seed=0, **options)
 
 
+@pytest.mark.slow
 def test_when_no_sample_is_good_the_reference_solution_is_chosen(tmp_path_factory, manager):
     # Every sample is wrong (verifier 0); the reference solution scores 1 with the same jury.
     result = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True)
@@ -117,6 +121,7 @@ def test_when_no_sample_is_good_the_reference_solution_is_chosen(tmp_path_factor
     assert result.candidates == 4 * 4  # the reference is not counted as a sample
 
 
+@pytest.mark.slow
 def test_a_difference_below_the_margin_is_a_tie(tmp_path_factory, manager):
     # Without the reference, candidates differ only by the length judge (weight 0.1): no pair
     # may teach "the shorter wrong answer", while margin 0 pairs them by length.
@@ -130,6 +135,7 @@ def test_a_negative_margin_is_refused():
         DPOStageConfig(min_margin=-0.1)
 
 
+@pytest.mark.slow
 def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manager):
     cfg = run_config(tmp_path, ["dpo"], init_from=str(base_model(tmp_path_factory)),
                      dpo={"rounds": 2, "prompts_per_environment": 3})
@@ -142,6 +148,7 @@ def test_rounds_regenerate_on_policy_and_chain(tmp_path, tmp_path_factory, manag
     assert [h["round"] for h in history] == [0, 1] and all("loop_rate" in h for h in history)
 
 
+@pytest.mark.slow
 def test_an_interrupted_round_reuses_its_pairs_and_resumes(tmp_path, tmp_path_factory, manager, monkeypatch):
     from edgesmith.plugins.stages import stage_callback
 

@@ -29,6 +29,7 @@ def _is_model_dir(path):
     return AutoModelForCausalLM.from_pretrained(path)
 
 
+@pytest.mark.slow
 def test_every_stage_produces_a_model_artifact(tmp_path, manager):
     cfg = run_config(tmp_path, ["pretrain", "sft", "dpo", "rl"])
     artifacts = run_pipeline(cfg, tmp_path / "run", manager)
@@ -61,6 +62,7 @@ def test_missing_input_names_init_from(tmp_path, manager):
         run_pipeline(run_config(tmp_path, ["dpo"]), tmp_path / "run", manager)
 
 
+@pytest.mark.slow
 def test_init_from_any_transformers_causal_lm(tmp_path, manager, tmp_path_factory):
     """sft starts from a Llama checkpoint (not edgesmith's model) given as init_from."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -78,6 +80,7 @@ def test_init_from_any_transformers_causal_lm(tmp_path, manager, tmp_path_factor
     assert not torch.equal(model.model.embed_tokens.weight, llama.model.embed_tokens.weight)  # it trained
 
 
+@pytest.mark.slow
 def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_path_factory, monkeypatch):
     cfg = run_config(tmp_path, ["sft"], init_from=str(base_model(tmp_path_factory)),
                      sft={"max_steps": 4, "save_steps": 2})
@@ -104,6 +107,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, manager, tmp_pa
     assert model_io.is_finished_model_dir(artifacts["sft"].path)
 
 
+@pytest.mark.slow
 def test_report_shows_every_stage_and_reuses_the_eval_stage(tmp_path, manager, tmp_path_factory):
     cfg = run_config(tmp_path, ["sft", "dpo", "eval", "report"], init_from=str(base_model(tmp_path_factory)),
                      eval={"envs": ["letters"], "n_prompts": 2, "samples": 1, "max_new_tokens": 8})
@@ -155,6 +159,7 @@ def test_bad_stage_options_are_rejected_before_any_work(tmp_path, manager):
     assert info.value.key == "sft.environment_tasks.toolcall"
 
 
+@pytest.mark.slow
 def test_sft_draws_the_per_environment_task_counts(tmp_path, manager, tmp_path_factory):
     cfg = run_config(tmp_path, ["sft"], init_from=str(base_model(tmp_path_factory)),
                      sft={"environments": ["letters", "never"], "tasks_per_environment": 3,
@@ -163,6 +168,7 @@ def test_sft_draws_the_per_environment_task_counts(tmp_path, manager, tmp_path_f
     assert artifacts["sft"].metadata["examples_per_environment"] == {"letters": 3, "never": 5}
 
 
+@pytest.mark.slow
 def test_pretrain_imports_an_lfm2_checkpoint_instead_of_training(tmp_path, manager, tmp_path_factory):
     from transformers import AutoTokenizer, Lfm2Config, Lfm2ForCausalLM
 

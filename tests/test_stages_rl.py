@@ -32,6 +32,7 @@ def mean_reward(model_dir, n_tasks=8, samples=4) -> float:
     return sum(rewards) / len(rewards)
 
 
+@pytest.mark.slow
 def test_grpo_raises_the_mean_reward_on_a_learnable_environment(tmp_path, tmp_path_factory, manager):
     source = base_model(tmp_path_factory)
     cfg = run_config(tmp_path, ["rl"], init_from=str(source),
@@ -45,6 +46,7 @@ def test_grpo_raises_the_mean_reward_on_a_learnable_environment(tmp_path, tmp_pa
     assert any("rewards/verifier/mean" in r for r in logged)
 
 
+@pytest.mark.slow
 def test_cold_start_detects_missing_signal_and_reruns_sft(tmp_path, tmp_path_factory, manager):
     cfg = run_config(tmp_path, ["rl"], init_from=str(base_model(tmp_path_factory)),
                      rl={"environments": ["never"], "max_steps": 3, "cold_start": "auto",
@@ -66,6 +68,7 @@ def test_cold_start_detects_missing_signal_and_reruns_sft(tmp_path, tmp_path_fac
     assert artifacts["rl"].metadata["cold_start"][0]["action"] == "recovered"
 
 
+@pytest.mark.slow
 def test_cold_start_report_only_keeps_training(tmp_path, tmp_path_factory, manager):
     cfg = run_config(tmp_path, ["rl"], init_from=str(base_model(tmp_path_factory)),
                      # 4 samples of 24 tokens per prompt: an untrained model writes some 'a' in some of them
@@ -80,6 +83,7 @@ def test_cold_start_report_only_keeps_training(tmp_path, tmp_path_factory, manag
     assert not (tmp_path / "run" / "rl" / "cold_start_sft").exists()
 
 
+@pytest.mark.slow
 def test_the_python_sandbox_is_a_grpo_tool(tmp_path, tmp_path_factory, manager):
     from transformers import AutoTokenizer
 
