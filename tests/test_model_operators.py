@@ -1,6 +1,8 @@
-"""Every registered operator (built-in, H2's, third-party): decode equals the full pass,
-padding leaves no trace, gradients match finite differences, and the cost model
-(param_count, state_bytes) matches what the module really holds."""
+"""The operator contract, over every registered operator (built-in, third-party): a layer's
+state continues its full pass, decode equals the full pass in the model, padding leaves no
+trace, gradients match finite differences, and the cost model (param_count, state_bytes)
+matches what the module really holds. Operator-specific behaviour (recurrent state,
+windows) is tested in the operator family's own file."""
 
 from __future__ import annotations
 
@@ -11,11 +13,20 @@ from torch.func import functional_call
 from edgesmith.core.cache import CACHE_BLOCK
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.modeling import EdgeForCausalLM
+from edgesmith.core.operator import ModelDims
 from edgesmith.core.plugin_manager import get_plugin_manager
 
 OPERATORS = get_plugin_manager().names("operator")
 # small windows so the sliding-window ring buffer wraps within the test sequences
 OPTIONS = {"swa": {"window": 5}}
+# one layer on its own: small chunks, so the chunked passes cross chunk boundaries and
+# continue from a state; value heads outnumbering key heads
+LAYER_DIMS = ModelDims(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+LAYER_OPTIONS = {
+    **OPTIONS,
+    "gated_deltanet": {"num_heads": 2, "num_v_heads": 4, "head_v_dim": 6, "conv_length": 4, "chunk_size": 8},
+    "linear_attn": {"chunk_size": 8},
+}
 
 
 def tiny_config(op: str, **overrides) -> EdgeConfig:
@@ -30,6 +41,40 @@ def tiny_config(op: str, **overrides) -> EdgeConfig:
 def tiny_model(op: str, **overrides) -> EdgeForCausalLM:
     torch.manual_seed(0)
     return EdgeForCausalLM(tiny_config(op, **overrides)).eval()
+
+
+def layer(op: str):
+    """One operator layer, its weights moved off their init values so every parameter matters."""
+    cls = get_plugin_manager().get("operator", op)
+    options = cls.parse_options(LAYER_OPTIONS.get(op, {}), LAYER_DIMS, "model.layers[0]")
+    torch.manual_seed(0)
+    module = cls(LAYER_DIMS, options).eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return module
+
+
+@pytest.mark.parametrize("op", OPERATORS)
+def test_layer_state_continues_its_full_pass(op):
+    """Prefill, token-by-token steps and a short chunk on a state equal one full pass (no state)."""
+    module = layer(op)
+    x = torch.randn(2, 30, LAYER_DIMS.hidden_size)
+    with torch.no_grad():
+        full, none_state = module(x)
+        assert none_state is None
+        out, state = module(x[:, :13], module.init_state(2, x.device, x.dtype))
+        outs = [out]
+        for t in range(13, 20):           # token by token
+            out, state = module(x[:, t:t + 1], state)
+            outs.append(out)
+        out, state = module(x[:, 20:23], state)  # a short chunk on a state
+        outs.append(out)
+        for t in range(23, 30):
+            out, state = module(x[:, t:t + 1], state)
+            outs.append(out)
+    assert (torch.cat(outs, dim=1) - full).abs().max().item() <= 1e-5
+    assert full.abs().max().item() > 1e-2  # a non-trivial output
 
 
 @pytest.mark.parametrize("op", OPERATORS)
