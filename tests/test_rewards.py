@@ -61,6 +61,24 @@ def test_repetition_reward_is_trls_ngram_penalty():
         RepetitionReward(max_penalty=0.5)
 
 
+def test_longer_ngrams_spare_a_search_traces_phrasing_but_not_a_loop(tmp_path_factory):
+    # Why the main job's RL uses 12-grams (conf/run.yaml): with 3-grams a right three-arm trace
+    # pays more than quitting after one dead end; with 12-grams it pays far less, a loop as much.
+    from edgesmith.plugins.stages.training import load_model_and_tokenizer
+    from stages_support import base_model
+
+    _, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    right = ("Start at 23.\nTry 23>12>28: dead end, back to 23.\nTry 23>78>86: dead end, back to 23.\n"
+             "Try 23>34>51: reached 51.\nFinal answer: 23,34,51")
+    loop = "Start at 15.\n" + "Try 15>66>18: dead end, back to 15.\n" * 7
+    quitting = "Start at 15.\nTry 15>66>18: dead end, back to 15.\nFinal answer: 15,66,18"
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in (right, loop, quitting)]
+    short = RepetitionReward(ngram_size=3)(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids)
+    long = RepetitionReward(ngram_size=12)(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids)
+    assert short[0] < short[2] and short[1] < -0.7
+    assert long[0] > 2 * short[0] and long[0] > -0.2 and long[1] < -0.7, (short, long)
+
+
 def test_toolcall_format_reward():
     reward = ToolCallFormatReward()
     completions = ['<|tool_call_start|>[get_weather(city="Paris")]<|tool_call_end|>',
