@@ -56,10 +56,11 @@ def register_stage_schemas(plugins: PluginManager) -> None:
 
     node = {}
     for name, reg in plugins.registry("stage").items():
-        config_class = getattr(reg.implementation, "config_class", None)
-        if config_class is not None and name not in ("search",):
-            schema = OmegaConf.structured(config_class)
-            if "seed" in {f.name for f in dataclasses.fields(config_class)}:
+        options_class = getattr(reg.implementation, "options_class", None)
+        # A stage whose section is a config group's choice gets its values (and checks) there.
+        if options_class is not None and getattr(reg.implementation, "options_group", None) is None:
+            schema = OmegaConf.structured(options_class)
+            if "seed" in {f.name for f in dataclasses.fields(options_class)}:
                 schema.seed = "${seed}"  # the top-level seed is every stage's default (`sft.seed=N` still wins)
             node[name] = schema
     ConfigStore.instance().store(name="stage_options", node=node)

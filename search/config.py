@@ -1,7 +1,7 @@
 """Options of an architecture search: the Hydra config group ``search`` as typed dataclasses.
 
 ``conf/search/<preset>.yaml`` fills :class:`SearchConfig`; the ``search`` command and the
-``search`` stage both validate the group with :func:`edgesmith.core.stage_options.build_options`,
+``search`` stage both validate the group with :func:`edgesmith.core.options.build_options`,
 so a typo names the key and the accepted ones.
 """
 

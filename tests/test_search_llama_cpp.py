@@ -59,7 +59,7 @@ def test_bad_options_name_the_key(options, key):
 
 
 def llama_search(tmp_path, quant: str, n_trials: int, **overrides):
-    from edgesmith.core.stage_options import build_options
+    from edgesmith.core.options import build_options
     from edgesmith.search.config import SearchConfig
 
     section = {

@@ -14,7 +14,7 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.modeling import EdgeForCausalLM
 from edgesmith.core.plugin_manager import PluginManager
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig, SpaceConfig
 from edgesmith.search.cost import estimate_cost
 from edgesmith.search.proxies.short_train import ProxyPruned, ShortTrainProxy

@@ -33,7 +33,7 @@ import edgesmith.conf
 from rich.table import Table
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import build_options, require_at_least_one
 
 SECTION = "proxy"
 CONF_DIR = Path(edgesmith.conf.__file__).parent

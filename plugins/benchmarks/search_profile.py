@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 SECTION = "search"
 GOAL_PROFILE_S = 30.0

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 from .options import EvalOptions
 

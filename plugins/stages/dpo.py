@@ -70,7 +70,7 @@ class DPOStage(Stage):
     """On-policy, length-normalized DPO with a jury, for ``rounds`` rounds."""
 
     name = "dpo"
-    config_class = DPOStageConfig
+    options_class = DPOStageConfig
     config_keys = ("init_from",)
     data_parallel = True  # rollouts split and gathered (rollout_split.py), DPOTrainer through Accelerate
 

@@ -80,7 +80,7 @@ class RLStage(Stage):
     """GRPO with verifiable rewards, the repetition penalty and a tool-call format reward."""
 
     name = "rl"
-    config_class = RLStageConfig
+    options_class = RLStageConfig
     config_keys = ("init_from",)
     data_parallel = True  # GRPOTrainer splits the rollouts across processes and gathers the rewards
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import require_at_least_one
+from edgesmith.core.options import require_at_least_one
 
 from .sft_config import DEFAULT_ENVIRONMENTS
 

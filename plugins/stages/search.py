@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig
 
 
@@ -54,7 +54,8 @@ class SearchStage(Stage):
     """Runs the search study in the stage directory and hands the chosen config to pretraining."""
 
     name = "search"
-    config_class = SearchConfig
+    options_class = SearchConfig
+    options_group = "search"
 
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.search.study import run_search

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import CandidateNotMeasurable, Profiler
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 from .local_cpu import LocalCPUProfiler, TimingOptions, device_fingerprint, run_measuring_process
 

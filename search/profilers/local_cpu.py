@@ -15,7 +15,7 @@ import psutil
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import Profiler
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import build_options, require_at_least_one
 
 from .measure import DTYPES
 from .timing import SCHEDULES

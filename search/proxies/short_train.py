@@ -31,7 +31,7 @@ import torch
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import QualityProxy
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import build_options, require_at_least_one
 
 from .text_data import BYTE_VOCAB, EncoderFactory, TokenizedText, byte_encoder
 
