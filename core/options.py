@@ -9,7 +9,7 @@ keys and types here, once, and every error names the full config key
 (``dpo.judges[1].options.ngram_sise``) and what is accepted. Objects a plugin needs at run
 time (environments, tasks, a tokenizer, a seed) are keyword arguments of the constructor,
 never mixed into the user's options. A list of weighted plugins in a config is a list of
-:class:`PluginRef`.
+:class:`PluginRef`; the one plugin of a role is a :class:`PluginChoice`.
 
 Where a default lives: a library default (the value a plugin or stage has when nobody sets
 it) is written once, in its options dataclass. YAML under ``conf/`` never restates it.
@@ -30,7 +30,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginError
 
 
 @dataclass
@@ -51,6 +51,14 @@ class PluginRef:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class PluginChoice:
+    """The one plugin chosen for a role (``search.profiler``, ``search.proxy``): name and raw options."""
+
+    name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 def build_options(options_class: type, section: Any, key: str) -> Any:
     """Merges ``section`` (a mapping or None) into ``options_class`` and returns the dataclass.
 
@@ -66,17 +74,24 @@ def build_options(options_class: type, section: Any, key: str) -> Any:
         section = OmegaConf.to_container(section, resolve=True)
     if not isinstance(section, dict):
         raise ConfigError(key, section, f"a mapping of {options_class.__name__} options")
-    fields = {f.name for f in dataclasses.fields(options_class)}
-    unknown = sorted(set(section) - fields)
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", section[unknown[0]],
-                          f"options of {key}: {', '.join(sorted(fields)) or 'none'}")
+    check_keys(options_class, section, key)
     for name in _bool_fields(options_class) & set(section):
         # OmegaConf would read "yes"/"off"/1 as a bool; a flag given as anything else is a typo.
         if not isinstance(section[name], bool):
             raise ConfigError(f"{key}.{name}", section[name], "true or false")
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(options_class), section)
+        schema = OmegaConf.structured(options_class)
+    except OmegaConfBaseException as exc:  # the plugin's own mistake, not the user's
+        raise PluginError(f"{options_class.__qualname__} (the options of {key}) is not a valid options dataclass: "
+                          f"{str(exc).splitlines()[0]}; accepted field types: bool, int, float, str, enums, "
+                          "Optional, list, dict, nested dataclasses, Any") from exc
+    for name, value in section.items():
+        # A mapping given for a plain dict option replaces the default (as a list does), rather
+        # than merging into it: mix={single: 1} means single calls only. Nested dataclasses merge.
+        if isinstance(value, dict) and OmegaConf.get_type(schema, name) is dict:
+            schema[name] = {}
+    try:
+        merged = OmegaConf.merge(schema, section)
         return OmegaConf.to_object(merged)
     except ConfigError as exc:
         # An options class shared with a command (eval) names its keys bare: name the section too.
@@ -85,9 +100,24 @@ def build_options(options_class: type, section: Any, key: str) -> Any:
         raise ConfigError(f"{key}.{exc.key}", exc.value, exc.accepted, exc.detail) from exc
     except OmegaConfBaseException as exc:
         field_name = getattr(exc, "full_key", None) or "?"
-        value = section.get(field_name.split(".")[-1], "?") if isinstance(field_name, str) else "?"
+        value: Any = section
+        for part in str(field_name).split("."):  # the value the user gave, also for nested keys
+            value = value.get(part, "?") if isinstance(value, dict) else "?"
         raise ConfigError(f"{key}.{field_name}", value, "a value of the declared type",
                           detail=str(exc).splitlines()[0]) from exc
+
+
+def check_keys(options_class: type, section: dict[str, Any], key: str, label: str | None = None,
+               also: tuple[str, ...] = ()) -> None:
+    """The one unknown-key check: a key of ``section`` that is no field of ``options_class`` is a
+    :class:`ConfigError` naming ``key.<name>`` (bare ``<name>`` when ``key`` is empty: a command's
+    top-level options) and every accepted key, ``also`` (keys the caller reads itself) included."""
+    fields = {f.name for f in dataclasses.fields(options_class)}
+    unknown = sorted(set(section) - fields)
+    if unknown:
+        accepted = [*also, *sorted(fields)]
+        raise ConfigError(f"{key}.{unknown[0]}" if key else unknown[0], section[unknown[0]],
+                          f"options of {label or key}: {', '.join(accepted) or 'none'}")
 
 
 def _bool_fields(options_class: type) -> set[str]:

@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import ConfigError, PluginError
 from .options import NoOptions, PluginRef, build_options
 
 ENTRY_POINT_GROUP = "edgesmith"
@@ -130,8 +130,22 @@ class PluginManager:
         a seed), passed to the constructor as keyword arguments: ``cls(options, **runtime)``.
         """
         cls = self.get(kind, name, key=name_key or key)
-        options_class = getattr(cls, "options_class", None) or NoOptions
-        return cls(build_options(options_class, options, key), **runtime)
+        return cls(self.options(kind, name, options, key=key, name_key=name_key), **runtime)
+
+    def options(self, kind: str, name: str, options: Any = None, *, key: str, name_key: str | None = None) -> Any:
+        """The validated options of the ``kind`` plugin ``name``, without building it (early checks)."""
+        cls = self.get(kind, name, key=name_key or key)
+        return build_options(getattr(cls, "options_class", None) or NoOptions, options, key)
+
+    def check_refs(self, kind: str, refs: Any, key: str) -> None:
+        """Before any work starts: ``refs`` (at config key ``key``) is a non-empty list of
+        :class:`PluginRef` whose names are registered ``kind`` plugins and whose options are valid."""
+        refs = list(refs or [])
+        if not refs:
+            raise ConfigError(key, refs, f"a non-empty list of {kind}s from: {', '.join(self.names(kind))}")
+        for i, entry in enumerate(refs):
+            ref = as_ref(entry, f"{key}[{i}]")
+            self.options(kind, ref.name, ref.options, key=f"{key}[{i}].options", name_key=f"{key}[{i}].name")
 
     def build_ref(self, kind: str, ref: Any, key: str, **runtime: Any) -> Any:
         """Builds the plugin a :class:`PluginRef` (or a ``{name, weight, options}`` mapping) at ``key`` names."""
