@@ -98,7 +98,8 @@ def _profilers(methods: dict[str, Any]) -> dict[str, Any]:
     from edgesmith.core.plugin_manager import get_plugin_manager
 
     plugins = get_plugin_manager()
-    return {name: plugins.get("profiler", m["profiler"], key=f"{SECTION}.methods.{name}.profiler")(**m["options"])
+    return {name: plugins.build("profiler", m["profiler"], m["options"], key=f"{SECTION}.methods.{name}.options",
+                                name_key=f"{SECTION}.methods.{name}.profiler")
             for name, m in methods.items()}
 
 

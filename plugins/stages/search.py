@@ -30,9 +30,8 @@ def bpe_encoder(texts: list[str], vocab_size: int) -> Any:
 
 
 def proxy_inputs(cfg: SearchConfig) -> dict[str, Any]:
-    """The built-in corpus and the BPE trainer the ``short_train`` proxy needs; nothing for other proxies."""
-    if cfg.proxy.name != "short_train" or "texts" in cfg.proxy.options:
-        return {}
+    """What the pipeline offers a quality proxy: the built-in corpus (read only when the proxy
+    asks) and the BPE trainer; a proxy takes those its ``runtime_inputs`` names."""
     from edgesmith.plugins.world.corpus import build_corpus
 
     def texts_fn() -> list[str]:
