@@ -10,7 +10,8 @@ import torch
 from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.stage import StageContext
-from edgesmith.plugins.judges.jury import Jury, JudgeSpec
+from edgesmith.core.options import PluginRef
+from edgesmith.plugins.judges.jury import Jury
 from edgesmith.plugins.stages.dpo import preference_losses, train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.stages.loop_branches import LoopBranch, branch_pairs, branch_point
@@ -33,8 +34,8 @@ def test_pairs_prefer_the_higher_score_and_include_the_greedy_sample(tmp_path_fa
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
     env = LettersEnvironment(seed=0)
     tasks = env.tasks("train", 6)
-    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("loop", 1.0), JudgeSpec("length", 0.1)],
-                           "weighted_sum", manager)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("loop", 1.0), PluginRef("length", 0.1)],
+                          "weighted_sum", manager)
     result = build_preferences(model, tokenizer, [("letters", t) for t in tasks], {"letters": env}, jury,
                                samples=4, temperature=1.5, max_new_tokens=10, round_index=0, seed=0)
     assert result.pairs and len(result.pairs) + result.ties == len(tasks)
@@ -102,7 +103,7 @@ def _never_preferences(manager, tmp_path_factory, **options):
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
     env = NeverEnvironment(seed=0)
     tasks = env.tasks("train", 4)
-    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("length", 0.1)], "weighted_sum", manager)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("length", 0.1)], "weighted_sum", manager)
     return build_preferences(model, tokenizer, [("never", t) for t in tasks], {"never": env}, jury, samples=3,
                              temperature=1.5, max_new_tokens=8, round_index=0, seed=0, **options)
 
@@ -155,7 +156,7 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
     env = NeverEnvironment(seed=0)
     tasks = env.tasks("train", 3)
-    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("loop", 1.0)], "weighted_sum", manager)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("loop", 1.0)], "weighted_sum", manager)
     loops = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="the cat" * 40, loop_score=-1.0)
              for t in tasks]
     pairs = branch_pairs(model, tokenizer, "never", env, jury, loops, branches=3, temperature=1.0,

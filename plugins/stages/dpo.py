@@ -30,10 +30,9 @@ from .training import (StageCallback, build_environments, check_init_from, check
 
 
 def build_jury(ctx: StageContext, options: DPOStageConfig) -> Any:
-    from edgesmith.plugins.judges.jury import Jury, JudgeSpec
+    from edgesmith.plugins.judges.jury import Jury
 
-    specs = [JudgeSpec(name=j.name, weight=j.weight, options=dict(j.options)) for j in options.judges]
-    return Jury.from_specs(specs, options.aggregation, ctx.plugins, key="dpo")
+    return Jury.from_refs(options.judges, options.aggregation, ctx.plugins, key="dpo")
 
 
 def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], options: DPOStageConfig,
@@ -77,13 +76,13 @@ class DPOStage(Stage):
     """On-policy, length-normalized DPO with a jury, for ``rounds`` rounds."""
 
     name = "dpo"
-    config_class = DPOStageConfig
+    options_class = DPOStageConfig
     config_keys = ("init_from",)
     data_parallel = True  # rollouts split and gathered (rollout_split.py), DPOTrainer through Accelerate
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "dpo.environments")
-        check_plugin_names(plugins, "judge", self.options.judges, "dpo.judges", field="name")
+        plugins.check_refs("judge", self.options.judges, "dpo.judges")
         check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import require_at_least_one
+from edgesmith.core.options import PluginRef, require_at_least_one
 
 from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
@@ -17,18 +15,9 @@ LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair",
               "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
 
 
-@dataclass
-class JurorConfig:
-    """One judge of the jury: its registered name, weight and options."""
-
-    name: str = "verifier"
-    weight: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def default_jury() -> list[JurorConfig]:
+def default_jury() -> list[PluginRef]:
     # Correctness first, loops penalized as hard as a wrong answer, length only breaks ties.
-    return [JurorConfig("verifier", 1.0), JurorConfig("loop", 1.0), JurorConfig("length", 0.1)]
+    return [PluginRef("verifier", 1.0), PluginRef("loop", 1.0), PluginRef("length", 0.1)]
 
 
 @dataclass
@@ -60,7 +49,7 @@ class DPOStageConfig:
     samples: int = 5
     temperature: float = 1.0
     max_new_tokens: int = 128
-    judges: list[JurorConfig] = field(default_factory=default_jury)
+    judges: list[PluginRef] = field(default_factory=default_jury)
     aggregation: str = "weighted_sum"
     min_margin: float = 0.5
     reference_chosen: bool = True
