@@ -11,10 +11,10 @@ rejects quitting as well as looping.
 With ``loop_branches`` > 0, every looping candidate also yields a pair at the point where
 its loop starts (:mod:`.loop_branches`): the policy continues the text up to the loop's
 first repeat, and the best continuation is preferred over the repeat itself.
-A prompt whose best and
-worst differ by less than ``min_margin`` is dropped as a tie: when every candidate is wrong,
-the small-weight judges (length) would otherwise decide, and "prefer the shorter wrong
-answer" teaches dropping the second of two parallel tool calls. Loops get the loop judge's
+
+A prompt whose best and worst differ by less than ``min_margin`` is dropped as a tie: when
+every candidate is wrong, the small-weight judges (length) would otherwise decide, and
+"prefer the shorter wrong answer" teaches dropping the second of two parallel tool calls. Loops get the loop judge's
 penalty, so they end up rejected.
 
 When no candidate is good (the best still scores ``min_margin`` below the task's reference
