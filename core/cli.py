@@ -47,7 +47,8 @@ def plugins_table(plugins: PluginManager) -> Table:
 
 
 def register_stage_schemas(plugins: PluginManager) -> None:
-    """Stores every registered stage's config dataclass so ``<stage>.<key>=v`` overrides work."""
+    """Stores every registered stage's options dataclass so ``<stage>.<key>=v`` overrides work, and
+    every command's options defaults as ``<command>_options``."""
     from hydra.core.config_store import ConfigStore
 
     import dataclasses
@@ -56,13 +57,23 @@ def register_stage_schemas(plugins: PluginManager) -> None:
 
     node = {}
     for name, reg in plugins.registry("stage").items():
-        config_class = getattr(reg.implementation, "config_class", None)
-        if config_class is not None and name not in ("search",):
-            schema = OmegaConf.structured(config_class)
-            if "seed" in {f.name for f in dataclasses.fields(config_class)}:
+        options_class = getattr(reg.implementation, "options_class", None)
+        # A stage whose section is a config group's choice gets its values (and checks) there.
+        if options_class is not None and getattr(reg.implementation, "options_group", None) is None:
+            schema = OmegaConf.structured(options_class)
+            if "seed" in {f.name for f in dataclasses.fields(options_class)}:
                 schema.seed = "${seed}"  # the top-level seed is every stage's default (`sft.seed=N` still wins)
             node[name] = schema
     ConfigStore.instance().store(name="stage_options", node=node)
+    for name, reg in plugins.registry("command").items():
+        options_class = getattr(reg.implementation, "options_class", None)
+        if options_class is not None:
+            # Plain values, not a typed schema: the command's YAML adds keys of its own (model_path)
+            # beside these; build_options checks the types when the command starts. The seed is
+            # conf/base.yaml's, at the same top level.
+            defaults = OmegaConf.create({k: v for k, v in dataclasses.asdict(options_class()).items()
+                                         if k != "seed"})
+            ConfigStore.instance().store(name=f"{name}_options", node=defaults)
 
 
 def apply_kernel_backend(cfg: Any) -> None:

@@ -20,3 +20,6 @@ class Command:
     function: Callable[[Any, Path], Any]  # (cfg, run_dir) -> anything
     config_path: str = "pkg://edgesmith.conf"
     config_name: str | None = None  # defaults to the command's name
+    #: the command's top-level options dataclass: its defaults are stored as the config
+    #: ``<name>_options`` (list it in the command's YAML defaults), so they are written only there
+    options_class: type | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, ClassVar, Literal
+
+from .options import NoOptions, build_options
 
 Split = Literal["train", "eval"]
 
@@ -45,14 +47,22 @@ class Environment(ABC):
 
     Deterministic for a seed; ``tasks("train", n)`` and ``tasks("eval", n)`` never share a
     task; ``difficulty`` is an environment-defined scale (documented by each plugin).
+    ``options_class`` declares what a user may set (built through the plugin manager).
     """
 
     name: str = "environment"
+    options_class: ClassVar[type] = NoOptions
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        # seed and difficulty come from the stage using the environment; options from the user.
         self.seed = seed
         self.difficulty = difficulty
-        self.options = options
+        self.options = build_options(self.options_class, options, f"env.{self.name}")
+
+    def rollout_tools(self) -> list[Callable[..., str]]:
+        """Tools the policy may call while it writes an RL rollout (TRL's ``GRPOTrainer(tools=)``):
+        functions whose docstring TRL turns into the tool schema. None by default."""
+        return []
 
     @abstractmethod
     def tasks(self, split: Split, n: int) -> list[Task]:

@@ -8,14 +8,13 @@ function of context length) so the search can reason about memory without runnin
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from .options import build_options
 
 
 @dataclass(frozen=True)
@@ -64,16 +63,9 @@ class TokenMixer(nn.Module):
 
     @classmethod
     def parse_options(cls, raw: dict[str, Any] | None, dims: ModelDims, key: str) -> OperatorOptions:
-        """Builds and validates the options; unknown keys name the accepted ones."""
-        raw = dict(raw or {})
-        fields = {f.name for f in dataclasses.fields(cls.options_class)}
-        unknown = sorted(set(raw) - fields)
-        if unknown:
-            raise ConfigError(
-                f"{key}.{unknown[0]}", raw[unknown[0]],
-                f"options of this operator: {', '.join(sorted(fields)) or 'none'}",
-            )
-        options = cls.options_class(**raw)
+        """Builds the options through the one options contract (:mod:`.options`), then checks them
+        against the model dims; errors name ``key.<field>`` and what is accepted."""
+        options = build_options(cls.options_class, raw, key)
         options.validate(dims, key)
         return options
 

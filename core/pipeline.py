@@ -30,7 +30,6 @@ from . import distributed
 from .errors import ConfigError, StageError
 from .plugin_manager import PluginManager, get_plugin_manager
 from .stage import Artifact, Stage, StageContext
-from .stage_options import build_options
 
 COMPLETE = "_complete.json"
 FAILED = "_failed.json"
@@ -51,9 +50,8 @@ def plan_stages(cfg: Any, plugins: PluginManager) -> list[Stage]:
         raise ConfigError("seed", seed, "an integer (the default seed of every stage)")
     stages = []
     for i, name in enumerate(names):
-        cls = plugins.get("stage", name, key=f"pipeline.stages[{i}]")
-        options = build_options(cls.config_class, OmegaConf.select(cfg, name, default=None), key=name)
-        stages.append(cls(options))
+        stages.append(plugins.build("stage", name, OmegaConf.select(cfg, name, default=None), key=name,
+                                    name_key=f"pipeline.stages[{i}]"))
     # Plugin names and input files of every stage, before the first one does any work.
     for stage in stages:
         stage.check(cfg, plugins)

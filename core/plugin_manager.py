@@ -11,11 +11,13 @@ import importlib.metadata
 import threading
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import ConfigError, PluginError
+from .options import NoOptions, PluginRef, build_options
 
 ENTRY_POINT_GROUP = "edgesmith"
 
@@ -117,8 +119,50 @@ class PluginManager:
             raise PluginError(f"unknown {kind} '{name}'{where}; registered {kind}s: {known}")
         return registry[name].implementation
 
+    def build(self, kind: str, name: str, options: Any = None, *, key: str, name_key: str | None = None,
+              **runtime: Any) -> Any:
+        """Builds the ``kind`` plugin registered as ``name`` with validated options.
+
+        ``options`` (a mapping, None, or an instance of the plugin's ``options_class``) are
+        checked against ``options_class`` (see :mod:`.options`), errors naming ``key.<field>``;
+        ``name_key`` is the config key the name came from (default ``key``). ``runtime`` are
+        the objects the plugin needs besides the user's options (environments, a tokenizer,
+        a seed), passed to the constructor as keyword arguments: ``cls(options, **runtime)``.
+        """
+        cls = self.get(kind, name, key=name_key or key)
+        return cls(self.options(kind, name, options, key=key, name_key=name_key), **runtime)
+
+    def options(self, kind: str, name: str, options: Any = None, *, key: str, name_key: str | None = None) -> Any:
+        """The validated options of the ``kind`` plugin ``name``, without building it (early checks)."""
+        cls = self.get(kind, name, key=name_key or key)
+        return build_options(getattr(cls, "options_class", None) or NoOptions, options, key)
+
+    def check_refs(self, kind: str, refs: Any, key: str) -> None:
+        """Before any work starts: ``refs`` (at config key ``key``) is a non-empty list of
+        :class:`PluginRef` whose names are registered ``kind`` plugins and whose options are valid."""
+        refs = list(refs or [])
+        if not refs:
+            raise ConfigError(key, refs, f"a non-empty list of {kind}s from: {', '.join(self.names(kind))}")
+        for i, entry in enumerate(refs):
+            ref = as_ref(entry, f"{key}[{i}]")
+            self.options(kind, ref.name, ref.options, key=f"{key}[{i}].options", name_key=f"{key}[{i}].name")
+
+    def build_ref(self, kind: str, ref: Any, key: str, **runtime: Any) -> Any:
+        """Builds the plugin a :class:`PluginRef` (or a ``{name, weight, options}`` mapping) at ``key`` names."""
+        ref = as_ref(ref, key)
+        return self.build(kind, ref.name, ref.options, key=f"{key}.options", name_key=f"{key}.name", **runtime)
+
     def all_registrations(self) -> list[Registration]:
         return [r for kind in hookspecs.KINDS for r in self.registry(kind).values()]
+
+
+def as_ref(entry: Any, key: str) -> PluginRef:
+    """A :class:`PluginRef` from one config list entry (a PluginRef, a mapping, or a bare name)."""
+    if isinstance(entry, PluginRef):
+        return entry
+    if isinstance(entry, str):
+        return PluginRef(entry)
+    return build_options(PluginRef, entry, key)
 
 
 _default: PluginManager | None = None

@@ -1,7 +1,7 @@
 """The stage interface: one step of the pipeline, reading its predecessors' artifacts.
 
-A stage plugin is a class with a config dataclass (its Hydra structured config, found at
-the top-level key of the stage's name, e.g. ``dpo.rounds``) and a ``run`` method that
+A stage plugin is a class with an options dataclass (``options_class``: its Hydra structured
+config, found at the top-level key of the stage's name, e.g. ``dpo.rounds``) and a ``run`` method that
 writes into its own directory and returns an :class:`Artifact`.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import StageError
+from .options import NoOptions
 
 
 @dataclass
@@ -31,11 +32,6 @@ class Artifact:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Artifact:
         return cls(kind=data["kind"], path=data["path"], metadata=dict(data.get("metadata", {})))
-
-
-@dataclass
-class NoOptions:
-    """Config of a stage without options."""
 
 
 @dataclass
@@ -90,7 +86,10 @@ class Stage(ABC):
     """
 
     name: ClassVar[str] = "stage"
-    config_class: ClassVar[type] = NoOptions
+    options_class: ClassVar[type] = NoOptions
+    #: the Hydra config group that supplies this stage's section (``search``: conf/search/*.yaml),
+    #: None when the section is plain ``<stage>.<key>=value`` overrides on the options dataclass
+    options_group: ClassVar[str | None] = None
     config_keys: ClassVar[tuple[str, ...]] = ()
     data_parallel: ClassVar[bool] = False
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from .options import NoOptions, build_options
 
 
 @dataclass
@@ -38,11 +40,18 @@ class ParseResult:
 
 
 class ToolCallFormat(ABC):
-    """Base class of tool-call format plugins (``pythonic``, ``json``)."""
+    """Base class of tool-call format plugins (``pythonic``, ``json``).
+
+    ``options_class`` declares what a user may set (the built-in formats take nothing).
+    """
 
     name: str = "toolcall_format"
+    options_class: ClassVar[type] = NoOptions
     start_token: str = ""
     end_token: str = ""
+
+    def __init__(self, options: Any = None):
+        self.options = build_options(self.options_class, options, f"toolcall_format {self.name}")
 
     @abstractmethod
     def render(self, calls: list[ToolCall]) -> str:

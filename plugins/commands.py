@@ -31,10 +31,12 @@ def _eval(cfg, run_dir):
 @hookimpl
 def edgesmith_commands():
     from edgesmith.core.command import Command
+    from edgesmith.plugins.evaluation.options import EvalOptions
 
     return {
         "eval": Command("eval", "measure doom-loop rate, accuracy, length and speed per environment: "
-                        "model_path=DIR envs=[toolcall,reasoning] n_prompts=50", _eval),
+                        "model_path=DIR envs=[toolcall,reasoning] n_prompts=50", _eval,
+                        options_class=EvalOptions),
         "search": Command("search", "search an architecture on this device: search=PRESET (tiny, lfm2_350m); "
                           "same storage + study_name on several machines = one study", _search,
                           config_name="search_job"),

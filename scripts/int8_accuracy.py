@@ -39,7 +39,7 @@ def sft_rows(tokenizer, envs, n_tasks, max_length):
     plugins = get_plugin_manager()
     rows = []
     for name in envs:
-        env = plugins.get("environment", name, key="envs")(seed=0)
+        env = plugins.build("environment", name, key="envs", seed=0)
         for example in examples_from_tasks(name, env.tasks("train", n_tasks)):
             row = tokenize_example(tokenizer, example, max_length)
             if row is not None:
@@ -121,7 +121,7 @@ def main() -> None:
           f"bf16 / float32 ({args.prompts} prompts each, greedy, {args.max_new_tokens} new tokens)")
     with torch.inference_mode():
         for name in args.envs:
-            env = plugins.get("environment", name, key="envs")(seed=0)
+            env = plugins.build("environment", name, key="envs", seed=0)
             tasks = env.tasks("eval", args.prompts)
             out = {kind: greedy(variant(kind), tokenizer, env, tasks, args.max_new_tokens)
                    for kind in ("float32", "bfloat16", "int8")}

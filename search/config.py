@@ -1,7 +1,7 @@
 """Options of an architecture search: the Hydra config group ``search`` as typed dataclasses.
 
 ``conf/search/<preset>.yaml`` fills :class:`SearchConfig`; the ``search`` command and the
-``search`` stage both validate the group with :func:`edgesmith.core.stage_options.build_options`,
+``search`` stage both validate the group with :func:`edgesmith.core.options.build_options`,
 so a typo names the key and the accepted ones.
 """
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.options import PluginChoice
 
 OBJECTIVES = ("proxy", "decode_ms", "peak_rss_mb", "prefill_ms")
 LAYOUTS = ("pattern", "free")
@@ -68,14 +69,6 @@ class ConstraintsConfig:
     peak_memory_mb: Optional[float] = None
     decode_ms: Optional[float] = None
     prefill_ms: Optional[float] = None
-
-
-@dataclass
-class PluginChoice:
-    """A plugin name and the keyword options its constructor receives."""
-
-    name: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

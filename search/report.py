@@ -120,7 +120,7 @@ def write_outputs(study: optuna.Study, cfg: SearchConfig, result: Any, console: 
         yaml_path, chosen_dir = export_choice(chosen, out, cfg.choose.model_name, cfg.study_name)
         result.model_yaml, result.chosen_dir = yaml_path, chosen_dir
         proxy_cls = plugins.get("quality_proxy", cfg.proxy.name, key="search.proxy.name") if plugins else None
-        choice = describe_choice(study, cfg, chosen, getattr(proxy_cls, "unit", "proxy value"))
+        choice = describe_choice(study, cfg, chosen, proxy_cls.unit if proxy_cls else "proxy value")
         result.chosen = {"trial": chosen.number, "values": dict(zip(objectives, chosen.values)),
                          "pattern": chosen.user_attrs.get("pattern"),
                          "model_config": chosen.user_attrs["model_config"],

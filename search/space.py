@@ -8,13 +8,13 @@ as its package is installed and named in ``search.space.operators``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import optuna
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.options import check_keys
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
 
 from .config import SpaceConfig
@@ -47,13 +47,11 @@ class SearchSpace:
         raw = dict(config.operators) if config.operators else {name: {} for name in registered}
         self.operators: dict[str, dict[str, list[Any]]] = {}
         for name, options in raw.items():
-            cls = self.plugins.get("operator", name, key=f"search.space.operators.{name}")
-            fields = {f.name for f in dataclasses.fields(cls.options_class)}
+            key = f"search.space.operators.{name}"
+            cls = self.plugins.get("operator", name, key=key)
             options = dict(options or {})
-            unknown = sorted(set(options) - fields)
-            if unknown:
-                raise ConfigError(f"search.space.operators.{name}.{unknown[0]}", options[unknown[0]],
-                                  f"options of operator {name}: {', '.join(sorted(fields)) or 'none'}")
+            # The values here are lists of candidates, so only the keys are the operator's options.
+            check_keys(cls.options_class, options, key)
             self.operators[name] = {k: list(v) for k, v in options.items()}
         self.attention = [op for op in self.operators if op in config.attention_operators]
         self.others = [op for op in self.operators if op not in config.attention_operators]

@@ -42,17 +42,16 @@ from rich.console import Console
 
 from edgesmith.core.errors import ConfigError, EdgesmithError
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
-from edgesmith.core.profiler import CandidateNotMeasurable
+from edgesmith.core.options import PluginChoice
+from edgesmith.core.profiler import CandidateNotMeasurable, QualityProxy, TrialPruned
 
 from .config import SearchConfig
 from .cost import estimate_cost
 from .duplicates import MAX_CONSECUTIVE, find_twin, is_duplicate, reuse, trailing_duplicates
-from .proxies.short_train import ProxyPruned
 from .report_claim import claim_key, claim_report
 from .space import SearchSpace, layer_pattern
 from .storage import ResolvedStorage, fail_stale, resolve_storage
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 CONSTRAINT_KEYS = ("params_min", "params_max", "embedding_share", "memory", "decode_ms", "prefill_ms")
 OBJECTIVE_SOURCE = {"decode_ms": "decode_ms_per_token", "peak_rss_mb": "peak_rss_mb", "prefill_ms": "prefill_ms"}
 
@@ -164,6 +163,15 @@ def open_study(cfg: SearchConfig, resolved: ResolvedStorage) -> tuple[optuna.Stu
     return study, False
 
 
+def build_proxy(plugins: PluginManager, choice: PluginChoice, key: str, offered: dict[str, Any]) -> QualityProxy:
+    """The quality proxy ``choice`` names, given those of the ``offered`` inputs (a corpus, a
+    tokenizer trainer) that its ``runtime_inputs`` asks for; errors name ``key.name`` / ``key.options``."""
+    cls = plugins.get("quality_proxy", choice.name, key=f"{key}.name")
+    wanted = {k: v for k, v in offered.items() if k in cls.runtime_inputs}
+    return plugins.build("quality_proxy", choice.name, choice.options, key=f"{key}.options", name_key=f"{key}.name",
+                         **wanted)
+
+
 class Objective:
     """One trial: sample, reject by analytic cost, proxy (with pruning), measure, constrain."""
 
@@ -171,9 +179,8 @@ class Objective:
                  plugins: PluginManager, console: Console):
         self.cfg, self.space, self.profiler, self.proxy = cfg, space, profiler, proxy
         self.plugins, self.console = plugins, console
-        opts = getattr(profiler, "config", None)
-        self.context = int(getattr(opts, "decode_context", 1024))
-        self.dtype_bytes = DTYPE_BYTES.get(getattr(opts, "dtype", "bfloat16"), 2)
+        # The analytic estimate is made at what the profiler measures, so the two are comparable.
+        self.context, self.dtype_bytes = profiler.estimate_basis()
         self.worker = worker_id()
         self.ran: list[int] = []
 
@@ -248,7 +255,7 @@ class Objective:
         proxy_start = time.perf_counter()
         try:
             proxy_value = float(self.proxy.evaluate(model_config, report=report))
-        except ProxyPruned as exc:
+        except TrialPruned as exc:
             trial.set_user_attr("pruned", str(exc))
             raise optuna.TrialPruned(str(exc)) from exc
         finally:
@@ -344,14 +351,14 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     run_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace(cfg.space, plugins)  # validates operator names before anything runs
-    profiler = plugins.get("profiler", cfg.profiler.name, key="search.profiler.name")(**dict(cfg.profiler.options))
-    proxy_cls = plugins.get("quality_proxy", cfg.proxy.name, key="search.proxy.name")
-    proxy = proxy_cls(**dict(cfg.proxy.options), **(proxy_kwargs or {}))
+    profiler = plugins.build("profiler", cfg.profiler.name, cfg.profiler.options, key="search.profiler.options",
+                             name_key="search.profiler.name")
+    proxy = build_proxy(plugins, cfg.proxy, "search.proxy", proxy_kwargs or {})
     w = cfg.workers
     resolved = resolve_storage(cfg.storage, run_dir, w.heartbeat_interval_s, w.grace_period_s, w.max_retry)
     study, created = open_study(cfg, resolved)
     fingerprint = profiler.fingerprint()
-    check_fingerprint(study, fingerprint, cfg, tuple(getattr(profiler, "fingerprint_keys", ())))
+    check_fingerprint(study, fingerprint, cfg, tuple(profiler.fingerprint_keys))
     objective = Objective(cfg, space, profiler, proxy, plugins, console)
     done0 = _evaluated(study)
     console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
@@ -359,7 +366,7 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
                   f"target {cfg.n_trials} finished trials", highlight=False)
     # Say at start-up whether a killed worker's trial will be retried on this storage.
     console.print(f"storage {resolved.kind}: {resolved.retry_note}", highlight=False)
-    runtime = {k: fingerprint.get(k) for k in getattr(profiler, "fingerprint_keys", ())}
+    runtime = {k: fingerprint.get(k) for k in profiler.fingerprint_keys}
     console.print(f"profiler {cfg.profiler.name} on {fingerprint.get('cpu_model')} "
                   f"({fingerprint.get('threads')} threads)"
                   + "".join(f"; {k}: {v}" for k, v in runtime.items()), highlight=False)

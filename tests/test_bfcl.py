@@ -215,7 +215,7 @@ def test_splits_are_disjoint_deterministic_and_cover_categories(env):
 
 
 def test_options(env):
-    small = BfclEnvironment(categories="simple,live_parallel", format="json", eval_fraction=1.0)
+    small = BfclEnvironment({"categories": "simple,live_parallel", "format": "json", "eval_fraction": 1.0})
     tasks = small.tasks("eval", 1000)
     assert len(tasks) == COUNTS["simple"] + COUNTS["live_parallel"]
     assert tasks[0].solution.startswith("<tool_call>")
@@ -223,12 +223,12 @@ def test_options(env):
     with pytest.raises(ConfigError, match="env.bfcl.eval_fraction"):
         small.tasks("train", 5)  # eval_fraction=1.0 leaves the train split empty
     with pytest.raises(ConfigError, match="live_simple"):
-        BfclEnvironment(categories=["simplest"])
+        BfclEnvironment({"categories": ["simplest"]})
     with pytest.raises(ConfigError, match="pythonic or json"):
-        BfclEnvironment(format="xml")
+        BfclEnvironment({"format": "xml"})
     with pytest.raises(ConfigError, match="categories"):
-        BfclEnvironment(categorys=["simple"])
-    prompt = BfclEnvironment(categories=["simple"], system_prompt="Call tools.").tasks("eval", 1)[0]
+        BfclEnvironment({"categorys": ["simple"]})
+    prompt = BfclEnvironment({"categories": ["simple"], "system_prompt": "Call tools."}).tasks("eval", 1)[0]
     assert prompt.messages[0] == {"role": "system", "content": "Call tools."}
 
 
@@ -258,11 +258,11 @@ def test_malformed_rows_are_errors_naming_the_row(tmp_path):
         root = tmp_path / name
         _write_category(root, rows, answers)
         with pytest.raises(BfclDataError, match=pattern):
-            BfclEnvironment(categories=["simple"], data_dir=str(root)).tasks("eval", 5)
+            BfclEnvironment({"categories": ["simple"], "data_dir": str(root)}).tasks("eval", 5)
     good = tmp_path / "good"
     _write_category(good, [GOOD_ROW], [GOOD_ANSWER])
     load_category.cache_clear()
-    task = BfclEnvironment(categories=["simple"], data_dir=str(good), eval_fraction=1.0).tasks("eval", 5)[0]
+    task = BfclEnvironment({"categories": ["simple"], "data_dir": str(good), "eval_fraction": 1.0}).tasks("eval", 5)[0]
     assert task.solution == f"{START}[f(x=1)]{END}"
 
 

@@ -45,6 +45,32 @@ def test_third_party_plugin_discovered_through_entry_point_metadata(tmp_path, mo
     assert env.implementation.__name__ == "EchoEnvironment"
 
 
+def test_third_party_plugin_options_get_the_same_contract(tmp_path, monkeypatch):
+    from edgesmith.core.configuration import EdgeConfig
+    from edgesmith.core.errors import ConfigError
+
+    write_dist_info(tmp_path, "edgesmith-example-plugin", {"example": "edgesmith_example_plugin.hooks"})
+    monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    manager = PluginManager()
+    env = manager.build("environment", "echo", {"vocabulary": ["ping", "pong"]}, key="eval.env_options.echo",
+                        seed=1, difficulty=3)
+    assert {w for t in env.tasks("train", 5) for w in t.reference.split()} <= {"ping", "pong"}
+    with pytest.raises(ConfigError, match=r"eval.env_options.echo.vocabluary=\['ping'\]: accepted options of "
+                                          r"eval.env_options.echo: vocabulary$"):
+        manager.build("environment", "echo", {"vocabluary": ["ping"]}, key="eval.env_options.echo")
+    with pytest.raises(ConfigError, match=r"eval.env_options.echo.vocabulary='ping'"):
+        manager.build("environment", "echo", {"vocabulary": "ping"}, key="eval.env_options.echo")
+    # the package's own value check gets the full key too
+    with pytest.raises(ConfigError, match=r"eval.env_options.echo.vocabulary=\['ping'\]: accepted at least two"):
+        manager.build("environment", "echo", {"vocabulary": ["ping"]}, key="eval.env_options.echo")
+    with pytest.raises(ConfigError, match=r"model.layers\[1\].gat=False: accepted options of model.layers\[1\]: "
+                                          r"gate$"):
+        EdgeConfig(layers=[{"op": "gqa"}, {"op": "causal_mean", "gat": False}]).resolve_operators(manager)
+    with pytest.raises(ConfigError, match=r"model.layers\[1\].gate='no': accepted true or false"):
+        EdgeConfig(layers=[{"op": "gqa"}, {"op": "causal_mean", "gate": "no"}]).resolve_operators(manager)
+
+
 def test_example_plugin_listed_by_cli_when_installed(tmp_path):
     write_dist_info(tmp_path, "edgesmith-example-plugin", {"example": "edgesmith_example_plugin.hooks"})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(EXAMPLE_SRC)]), COLUMNS="200")

@@ -11,8 +11,10 @@ from edgesmith.core.plugin_manager import get_plugin_manager
 NAMES = ["toolcall", "extraction", "reasoning", "python"]
 
 
-def make(name: str, **kwargs) -> Environment:
-    return get_plugin_manager().get("environment", name)(**kwargs)
+def make(name: str, seed: int = 0, difficulty: int = 1, **options) -> Environment:
+    """Built through the plugin manager, as a stage builds it: options checked by the one contract."""
+    return get_plugin_manager().build("environment", name, options, key=f"env.{name}", seed=seed,
+                                      difficulty=difficulty)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -20,7 +20,7 @@ def test_reward_is_the_share_of_right_fields():
 
 
 def test_comparison_tolerates_case_spacing_and_int_for_a_whole_float():
-    env = ExtractionEnvironment(seed=1, difficulty=2, records=["order"])
+    env = ExtractionEnvironment({"records": ["order"]}, seed=1, difficulty=2)
     task = env.tasks("eval", 1)[0]
     values = dict(task.reference["values"])
     values["item"] = "  " + values["item"].upper() + " "

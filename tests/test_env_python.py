@@ -32,7 +32,7 @@ def test_code_paths_and_final_answer_paths():
 
 
 def test_hostile_code_is_contained_and_scored_zero():
-    env = PythonEnvironment(seed=0, timeout_s=1.0)
+    env = PythonEnvironment({"timeout_s": 1.0}, seed=0)
     task = env.tasks("eval", 1)[0]
     verdict = env.verify(task, "```python\nwhile True:\n    pass\n```")
     assert not verdict.correct and verdict.details["killed"] in ("timeout", "cpu")

@@ -6,7 +6,7 @@ from edgesmith.plugins.environments.reasoning import ReasoningEnvironment
 
 
 def test_star_graph_answer_is_the_path_to_the_target():
-    env = ReasoningEnvironment(seed=0, difficulty=2, kind="star")
+    env = ReasoningEnvironment({"kind": "star"}, seed=0, difficulty=2)
     task = env.tasks("eval", 1)[0]
     path = task.reference["answer"]
     assert len(path) == 1 + 3  # centre + arm of 1 + d nodes
@@ -18,7 +18,7 @@ def test_star_graph_answer_is_the_path_to_the_target():
 
 
 def test_no_final_answer_scores_zero_and_the_last_marker_counts():
-    env = ReasoningEnvironment(seed=0, kind="arithmetic")
+    env = ReasoningEnvironment({"kind": "arithmetic"}, seed=0)
     task = env.tasks("eval", 1)[0]
     answer = task.reference["answer"]
     verdict = env.verify(task, f"The result is {answer}.")
@@ -28,7 +28,7 @@ def test_no_final_answer_scores_zero_and_the_last_marker_counts():
 
 
 def test_mixed_kind_alternates_and_arithmetic_scratchpad_is_consistent():
-    tasks = ReasoningEnvironment(seed=0, difficulty=3, kind="mixed").tasks("train", 10)
+    tasks = ReasoningEnvironment({"kind": "mixed"}, seed=0, difficulty=3).tasks("train", 10)
     assert {t.metadata["kind"] for t in tasks} == {"star", "arithmetic"}
     for t in tasks:
         if t.metadata["kind"] == "arithmetic":

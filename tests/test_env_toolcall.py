@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgesmith.core.errors import ConfigError
+from edgesmith.core.errors import ConfigError, PluginError
 from edgesmith.core.toolcall import ToolCall
 from edgesmith.plugins.environments.toolcall import SPEC_BY_NAME, ToolcallEnvironment
 from edgesmith.plugins.toolcall.pythonic import PythonicFormat
@@ -66,7 +66,7 @@ def test_no_call_tasks_reject_any_call(tasks):
 
 
 def test_int_for_float_and_omitted_optionals_are_accepted():
-    env = ToolcallEnvironment(seed=0, difficulty=2, mix={"single": 1.0})
+    env = ToolcallEnvironment({"mix": {"single": 1.0}}, seed=0, difficulty=2)
     for task in env.tasks("train", 60):
         call = calls_of(task)[0]
         if call.name == "calculate_bmi" and float(call.arguments["weight_kg"]).is_integer():
@@ -78,7 +78,7 @@ def test_int_for_float_and_omitted_optionals_are_accepted():
 
 
 def test_json_format_option():
-    env = ToolcallEnvironment(seed=0, format="json", mix={"single": 1.0})
+    env = ToolcallEnvironment({"format": "json", "mix": {"single": 1.0}}, seed=0)
     task = env.tasks("eval", 1)[0]
     assert "<tool_call>" in task.solution and env.verify(task, task.solution).correct
     # the pythonic spelling is not the json format
@@ -86,7 +86,8 @@ def test_json_format_option():
 
 
 def test_bad_options_are_config_errors():
-    with pytest.raises(Exception, match="toolcall_format"):
-        ToolcallEnvironment(format="xml")
+    with pytest.raises(PluginError, match=r"unknown toolcall_format 'xml' \(config key env.toolcall.format\); "
+                                          "registered toolcall_formats: .*pythonic"):
+        ToolcallEnvironment({"format": "xml"})
     with pytest.raises(ConfigError, match="env.toolcall.mix"):
-        ToolcallEnvironment(mix={"single": -1})
+        ToolcallEnvironment({"mix": {"single": -1}})

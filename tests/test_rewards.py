@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.core.options import PluginRef
 from edgesmith.core.plugin_manager import get_plugin_manager
-from edgesmith.plugins.rewards.repetition import RepetitionReward
+from edgesmith.core.reward import RewardRuntime
+from edgesmith.plugins.rewards.repetition import RepetitionOptions, RepetitionReward
 from edgesmith.plugins.rewards.toolcall_format import ToolCallFormatReward
 from edgesmith.plugins.rewards.verifier import VerifierReward
 from stages_support import LettersEnvironment
@@ -24,8 +26,9 @@ def test_verifier_reward_scores_by_task_key_and_watches_the_signal():
     env = LettersEnvironment()
     tasks = env.tasks("train", 2)
     seen = []
-    reward = VerifierReward(environments={"letters": env}, tasks={f"letters:{t.id}": ("letters", t) for t in tasks},
+    runtime = RewardRuntime(environments={"letters": env}, tasks={f"letters:{t.id}": ("letters", t) for t in tasks},
                             on_score=lambda key, env_name, r: seen.append((key, env_name, r)))
+    reward = VerifierReward(runtime=runtime)
     keys = [f"letters:{tasks[0].id}", f"letters:{tasks[1].id}", "unknown:key"]
     out = reward(prompts=["p"] * 3, completions=["aaaa", "abab<|im_end|>", "aaaa"], task_key=keys)
     assert out == [1.0, 0.5, None]
@@ -42,14 +45,15 @@ def test_verifier_reward_decodes_ids_with_special_tokens_kept():
 
     env = LettersEnvironment()
     task = env.tasks("train", 1)[0]
-    reward = VerifierReward(environments={"letters": env}, tasks={"k": ("letters", task)}, tokenizer=Tok())
+    reward = VerifierReward(runtime=RewardRuntime(environments={"letters": env}, tasks={"k": ("letters", task)},
+                                                  tokenizer=Tok()))
     assert reward(prompts=["p"], completions=["zz"], completion_ids=[[1, 2]], task_key=["k"]) == [1.0]
 
 
 def test_repetition_reward_is_trls_ngram_penalty():
     from trl.rewards import get_repetition_penalty_reward
 
-    ours = RepetitionReward(ngram_size=2, max_penalty=-1.0)
+    ours = RepetitionReward({"ngram_size": 2, "max_penalty": -1.0})
     ids = [[1, 2, 3, 4], [5, 5, 5, 5, 5], [7, 8, 7, 8, 7, 8]]
     expected = get_repetition_penalty_reward(ngram_size=2, max_penalty=-1.0)(ids)
     assert ours(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids) == expected == pytest.approx(
@@ -57,8 +61,46 @@ def test_repetition_reward_is_trls_ngram_penalty():
     # without token ids (outside GRPO) words stand in for tokens
     text = ours(prompts=[""] * 2, completions=["the cat sat down", "go go go go go"])
     assert text[0] == 0.0 and text[1] == pytest.approx(-0.75)
-    with pytest.raises(ConfigError, match="max_penalty"):
-        RepetitionReward(max_penalty=0.5)
+    with pytest.raises(ConfigError, match=r"reward repetition.max_penalty=0.5: accepted a number <= 0"):
+        RepetitionReward({"max_penalty": 0.5})
+
+
+def test_reward_options_are_checked_once_with_the_full_key():
+    manager = get_plugin_manager()
+    # the defaults live in the reward's options dataclass only
+    assert manager.build_ref("reward", PluginRef("repetition"), "rl.rewards[1]").options == RepetitionOptions(3, -1.0)
+    with pytest.raises(ConfigError, match=r"rl.rewards\[1\].options.ngram_sise=3: accepted options of "
+                                          r"rl.rewards\[1\].options: max_penalty, ngram_size"):
+        manager.check_refs("reward", [PluginRef("verifier"), PluginRef("repetition", 1.0, {"ngram_sise": 3})],
+                           "rl.rewards")
+    with pytest.raises(ConfigError, match=r"rl.rewards\[0\].options.max_penalty=0.5: accepted a number <= 0"):
+        manager.build_ref("reward", {"name": "repetition", "options": {"max_penalty": 0.5}}, "rl.rewards[0]")
+    with pytest.raises(ConfigError, match=r"rl.rewards\[0\].options.ngram_size='three'"):
+        manager.build_ref("reward", {"name": "repetition", "options": {"ngram_size": "three"}}, "rl.rewards[0]")
+    with pytest.raises(ConfigError, match=r"rl.rewards\[0\].options.format=.*accepted options of "
+                                          r"rl.rewards\[0\].options: none"):
+        manager.build_ref("reward", {"name": "verifier", "options": {"format": "json"}}, "rl.rewards[0]")
+    with pytest.raises(ConfigError, match=r"rl.rewards\[0\].wieght=2.*accepted options of rl.rewards\[0\]: "
+                                          r"name, options, weight"):
+        manager.check_refs("reward", [{"name": "verifier", "wieght": 2}], "rl.rewards")
+
+
+def test_longer_ngrams_spare_a_search_traces_phrasing_but_not_a_loop(tmp_path_factory):
+    # Why the main job's RL uses 12-grams (conf/run.yaml): with 3-grams a right three-arm trace
+    # pays more than quitting after one dead end; with 12-grams it pays far less, a loop as much.
+    from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
+    from stages_support import base_model
+
+    _, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    right = ("Start at 23.\nTry 23>12>28: dead end, back to 23.\nTry 23>78>86: dead end, back to 23.\n"
+             "Try 23>34>51: reached 51.\nFinal answer: 23,34,51")
+    loop = "Start at 15.\n" + "Try 15>66>18: dead end, back to 15.\n" * 7
+    quitting = "Start at 15.\nTry 15>66>18: dead end, back to 15.\nFinal answer: 15,66,18"
+    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in (right, loop, quitting)]
+    short = RepetitionReward({"ngram_size": 3})(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids)
+    long = RepetitionReward({"ngram_size": 12})(prompts=[""] * 3, completions=[""] * 3, completion_ids=ids)
+    assert short[0] < short[2] and short[1] < -0.7
+    assert long[0] > 2 * short[0] and long[0] > -0.2 and long[1] < -0.7, (short, long)
 
 
 def test_toolcall_format_reward():

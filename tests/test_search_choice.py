@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 import edgesmith.conf
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.pipeline import run_pipeline
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.choice import choose, describe_choice
 from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.duplicates import MAX_CONSECUTIVE

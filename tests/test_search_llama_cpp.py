@@ -24,9 +24,9 @@ def candidate(*ops: str, hidden: int = 64, vocab: int = 320) -> dict:
 
 def test_registered_and_profiles_a_candidate_with_local_cpu_fields():
     assert get_plugin_manager().get("profiler", "llama_cpp", key="search.profiler.name") is LlamaCppProfiler
-    profiler = LlamaCppProfiler(**QUICK, quant="q8_0")
+    profiler = LlamaCppProfiler({**QUICK, "quant": "q8_0"})
     result = profiler.profile(candidate("conv", "gqa", "conv"))
-    local = LocalCPUProfiler(**QUICK).profile(candidate("conv", "gqa", "conv"))
+    local = LocalCPUProfiler(QUICK).profile(candidate("conv", "gqa", "conv"))
     assert set(local) - {"dtype", "weights_init"} <= set(result)  # every local_cpu field, and more
     assert result["profiler"] == "llama_cpp" and result["quant"] == "q8_0"
     assert result["decode_ms_per_token"] > 0 and result["prefill_ms"] > 0 and result["peak_rss_mb"] > 0
@@ -38,13 +38,13 @@ def test_registered_and_profiles_a_candidate_with_local_cpu_fields():
 
 
 def test_a_candidate_llama_cpp_cannot_run_is_not_measurable_or_falls_back():
-    profiler = LlamaCppProfiler(**QUICK)
+    profiler = LlamaCppProfiler(QUICK)
     unrunnable = candidate("conv", "swa", "gated_deltanet")
     reason = profiler.why_not_measurable(unrunnable)
     assert "layer 1 is swa" in reason and "layer 2 is gated_deltanet" in reason
     with pytest.raises(CandidateNotMeasurable, match="layer 2 is gated_deltanet"):
         profiler.profile(unrunnable)
-    fallback = LlamaCppProfiler(**QUICK, fallback="local_cpu")
+    fallback = LlamaCppProfiler({**QUICK, "fallback": "local_cpu"})
     assert fallback.why_not_measurable(unrunnable) is None
     result = fallback.profile(unrunnable)
     assert result["profiler"] == "local_cpu" and "layer 1 is swa" in result["fallback_reason"]
@@ -55,11 +55,11 @@ def test_a_candidate_llama_cpp_cannot_run_is_not_measurable_or_falls_back():
                                           ({"schedule": "random"}, "schedule")])
 def test_bad_options_name_the_key(options, key):
     with pytest.raises(ConfigError, match=rf"search\.profiler\.options\.{key}="):
-        LlamaCppProfiler(**options)
+        LlamaCppProfiler(options)
 
 
 def llama_search(tmp_path, quant: str, n_trials: int, **overrides):
-    from edgesmith.core.stage_options import build_options
+    from edgesmith.core.options import build_options
     from edgesmith.search.config import SearchConfig
 
     section = {

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager, reset_plugin_manager
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.space import SearchSpace
 from edgesmith.search.study import run_search

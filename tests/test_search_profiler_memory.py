@@ -20,13 +20,13 @@ BIG = {**TINY, "vocab_size": 8192, "hidden_size": 512, "intermediate_size": 1536
 
 @pytest.fixture(scope="module")
 def tiny_profile():
-    return LocalCPUProfiler(**QUICK).profile(TINY)
+    return LocalCPUProfiler(QUICK).profile(TINY)
 
 
 def test_memory_held_by_the_search_process_does_not_count(tiny_profile):
     held = bytearray(b"\x01") * (1 << 30)  # 1 GiB, every page written (resident)
     try:
-        with_held = LocalCPUProfiler(**QUICK).profile(TINY)
+        with_held = LocalCPUProfiler(QUICK).profile(TINY)
     finally:
         del held
     assert tiny_profile["peak_rss_method"] == "clear_refs"
@@ -37,7 +37,7 @@ def test_memory_held_by_the_search_process_does_not_count(tiny_profile):
 
 
 def test_a_bigger_candidate_reports_a_bigger_peak(tiny_profile):
-    big = LocalCPUProfiler(**{**QUICK, "clock": "cpu"}).profile(BIG)
+    big = LocalCPUProfiler({**QUICK, "clock": "cpu"}).profile(BIG)
     weights_mb = estimate_cost(BIG, dtype_bytes=4).weight_bytes / 2**20
     assert tiny_profile["peak_rss_mb"] < 16
     assert big["peak_rss_mb"] > tiny_profile["peak_rss_mb"] + 50
@@ -47,6 +47,6 @@ def test_a_bigger_candidate_reports_a_bigger_peak(tiny_profile):
 
 def test_cpu_clock_needs_one_thread():
     with pytest.raises(ConfigError, match=r"search.profiler.options.clock='cpu'.*threads=1"):
-        LocalCPUProfiler(**{**QUICK, "threads": 2, "clock": "cpu"})
+        LocalCPUProfiler({**QUICK, "threads": 2, "clock": "cpu"})
     with pytest.raises(ConfigError, match=r"search.profiler.options.clock='gpu'.*wall or cpu"):
-        LocalCPUProfiler(**{**QUICK, "clock": "gpu"})
+        LocalCPUProfiler({**QUICK, "clock": "gpu"})

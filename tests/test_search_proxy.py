@@ -51,7 +51,7 @@ class Uniform(torch.nn.Module):
 
 @pytest.mark.parametrize("vocab", [300, 1024])
 def test_bits_per_byte_divides_by_the_bytes_predicted(docs, vocab):
-    proxy = ShortTrainProxy(texts=docs, bpe_encoder=bpe_encoder, tokenizer="bpe", **TINY_TRAIN)
+    proxy = ShortTrainProxy({**TINY_TRAIN, "tokenizer": "bpe"}, texts=docs, bpe_encoder=bpe_encoder)
     _, val = proxy.data(vocab)
     n = (len(val) - 1) // 32
     predicted = torch.cat([val.nbytes[i * 32 + 1:i * 32 + 33] for i in range(n)])
@@ -69,7 +69,7 @@ def test_one_bpe_per_vocabulary_size_and_the_value_depends_on_it(docs):
         assert not set(texts) & set(docs[-6:])  # the tokenizer never sees the held-out documents
         return bpe_encoder(texts, vocab_size)
 
-    proxy = ShortTrainProxy(texts=docs, bpe_encoder=counting, tokenizer="bpe", **TINY_TRAIN)
+    proxy = ShortTrainProxy({**TINY_TRAIN, "tokenizer": "bpe"}, texts=docs, bpe_encoder=counting)
     small, again, large = (proxy.evaluate(candidate(v)) for v in (300, 300, 1024))
     assert fitted == [300, 1024]
     assert small == again and small != large
@@ -79,13 +79,13 @@ def test_one_bpe_per_vocabulary_size_and_the_value_depends_on_it(docs):
 
 def test_bpe_needs_a_trainer_and_a_vocabulary_that_holds_it(docs):
     with pytest.raises(ConfigError, match=r"search.proxy.options.tokenizer='bpe'.*bpe_encoder"):
-        ShortTrainProxy(texts=docs, tokenizer="bpe")
+        ShortTrainProxy({"tokenizer": "bpe"}, texts=docs)
     with pytest.raises(ConfigError, match=r"search.proxy.options.tokenizer='words'.*bytes or bpe"):
-        ShortTrainProxy(texts=docs, tokenizer="words")
+        ShortTrainProxy({"tokenizer": "words"}, texts=docs)
     with pytest.raises(ConfigError, match=r"search.proxy.options.val_documents=60.*fewer than"):
-        ShortTrainProxy(texts=docs, **{**TINY_TRAIN, "val_documents": 60}).evaluate(candidate(300))
+        ShortTrainProxy({**TINY_TRAIN, "val_documents": 60}, texts=docs).evaluate(candidate(300))
     with pytest.raises(ConfigError, match=r"search.proxy.options.width=0"):
-        ShortTrainProxy(texts=docs, width=0)
+        ShortTrainProxy({"width": 0}, texts=docs)
 
 
 def test_width_follows_the_candidate_when_not_fixed():

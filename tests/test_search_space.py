@@ -14,10 +14,11 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.modeling import EdgeForCausalLM
 from edgesmith.core.plugin_manager import PluginManager
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig, SpaceConfig
 from edgesmith.search.cost import estimate_cost
-from edgesmith.search.proxies.short_train import ProxyPruned, ShortTrainProxy
+from edgesmith.core.profiler import TrialPruned
+from edgesmith.search.proxies.short_train import ShortTrainProxy
 from edgesmith.search.proxies.zero_cost import ZeroCostProxy
 from edgesmith.search.space import SearchSpace, attention_positions
 from edgesmith.search.storage import resolve_storage
@@ -106,15 +107,15 @@ def test_zero_cost_prefers_more_non_embedding_parameters():
 def test_short_train_learns_reports_and_prunes():
     torch.manual_seed(0)
     texts = [f"the {w} sat on the mat number {i % 7}." for i, w in enumerate(["cat", "dog", "bird"] * 60)]
-    proxy = ShortTrainProxy(texts=texts, width=32, tokens=6144, seq_len=32, batch_size=8, eval_every=8,
-                            val_documents=10, lr=1e-2)
+    proxy = ShortTrainProxy({"width": 32, "tokens": 6144, "seq_len": 32, "batch_size": 8, "eval_every": 8,
+                             "val_documents": 10, "lr": 1e-2}, texts=texts)
     mc = {"vocab_size": 4096, "hidden_size": 256, "num_attention_heads": 8, "num_key_value_heads": 4,
           "layers": [{"op": "short_conv", "conv_length": 3}, {"op": "gqa"}]}
     seen: list[tuple[int, float]] = []
     final = proxy.evaluate(mc, report=lambda v, s: seen.append((s, v)) or False)
     assert [s for s, _ in seen] == [8, 16]  # the last eval is the result, not a report
     assert final < seen[0][1] < 8.0  # learns: below the uniform byte entropy of 8 bits per byte
-    with pytest.raises(ProxyPruned, match="step 8"):
+    with pytest.raises(TrialPruned, match="step 8"):
         proxy.evaluate(mc, report=lambda v, s: True)
 
 

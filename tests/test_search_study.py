@@ -14,7 +14,7 @@ from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.plugin_manager import PluginManager
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig, load_preset
 from edgesmith.search.proxies.zero_cost import ZeroCostProxy
 from edgesmith.search.study import FingerprintMismatchError, InfeasibleSpaceError, run_search

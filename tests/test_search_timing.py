@@ -55,12 +55,12 @@ def test_rounds_keep_the_steadiest_block():
                                           ({"weights_init": "zeros"}, "weights_init")])
 def test_bad_schedule_options_name_the_key(options, key):
     with pytest.raises(ConfigError, match=rf"search\.profiler\.options\.{key}="):
-        LocalCPUProfiler(**options)
+        LocalCPUProfiler(options)
 
 
 def test_local_cpu_states_what_it_measured():
-    result = LocalCPUProfiler(threads=1, prefill_tokens=8, decode_context=8, decode_tokens=2, repeats=3,
-                              min_repeats=2, max_cv=0.9, timeout_s=300).profile(
+    result = LocalCPUProfiler({"threads": 1, "prefill_tokens": 8, "decode_context": 8, "decode_tokens": 2,
+                               "repeats": 3, "min_repeats": 2, "max_cv": 0.9, "timeout_s": 300}).profile(
         {"vocab_size": 128, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
          "num_key_value_heads": 2, "layers": [{"op": "short_conv"}, {"op": "gqa"}]})
     assert (result["threads"], result["dtype"], result["schedule"], result["weights_init"]) == \

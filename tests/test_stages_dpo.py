@@ -10,9 +10,11 @@ import torch
 from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.stage import StageContext
-from edgesmith.plugins.judges.jury import Jury, JudgeSpec
-from edgesmith.plugins.stages.dpo import train_dpo
+from edgesmith.core.options import PluginRef
+from edgesmith.plugins.judges.jury import Jury
+from edgesmith.plugins.stages.dpo import preference_losses, train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
+from edgesmith.plugins.stages.loop_branches import LoopBranch, branch_pairs, branch_point
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
 from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import LettersEnvironment, NeverEnvironment, base_model, registered_test_plugins, run_config
@@ -33,8 +35,8 @@ def test_pairs_prefer_the_higher_score_and_include_the_greedy_sample(tmp_path_fa
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
     env = LettersEnvironment(seed=0)
     tasks = env.tasks("train", 6)
-    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("loop", 1.0), JudgeSpec("length", 0.1)],
-                           "weighted_sum", manager)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("loop", 1.0), PluginRef("length", 0.1)],
+                          "weighted_sum", manager)
     result = build_preferences(model, tokenizer, [("letters", t) for t in tasks], {"letters": env}, jury,
                                samples=4, temperature=1.5, max_new_tokens=10, round_index=0, seed=0)
     assert result.pairs and len(result.pairs) + result.ties == len(tasks)
@@ -104,7 +106,7 @@ def _never_preferences(manager, tmp_path_factory, **options):
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
     env = NeverEnvironment(seed=0)
     tasks = env.tasks("train", 4)
-    jury = Jury.from_specs([JudgeSpec("verifier", 1.0), JudgeSpec("length", 0.1)], "weighted_sum", manager)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("length", 0.1)], "weighted_sum", manager)
     return build_preferences(model, tokenizer, [("never", t) for t in tasks], {"never": env}, jury, samples=3,
                              temperature=1.5, max_new_tokens=8, round_index=0, seed=0, **options)
 
@@ -119,6 +121,81 @@ def test_when_no_sample_is_good_the_reference_solution_is_chosen(tmp_path_factor
         assert [c.reference for c in pair.candidates].count(True) == 1
         assert pair.rejected != pair.chosen and pair.rejected_score < 0.2
     assert result.candidates == 4 * 4  # the reference is not counted as a sample
+
+
+@pytest.mark.slow
+def test_rejected_each_pairs_every_distinct_loser_with_the_chosen(tmp_path_factory, manager):
+    worst = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True)
+    each = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True, rejected="each")
+    assert len(worst.pairs) == 4 and len(each.pairs) > len(worst.pairs)
+    by_task: dict[str, list] = {}
+    for pair in each.pairs:
+        by_task.setdefault(pair.task_id, []).append(pair)
+    for task_id, pairs in by_task.items():
+        samples = {c.text for c in pairs[0].candidates if not c.reference}
+        assert sorted(p.rejected for p in pairs) == sorted(samples), task_id  # each distinct sample once
+        assert {p.chosen for p in pairs} == {"zebra-quartz-7"}
+        assert all(not p.candidates for p in pairs[1:])  # the candidates are stored once per prompt
+    # the worst-only pairing keeps the same chosen and one of those rejected
+    assert {p.task_id for p in worst.pairs} == set(by_task)
+
+
+def test_a_loop_branches_at_its_first_repeat():
+    from edgesmith.plugins.loops.detector import detect_loop, text_to_tokens
+
+    unit = "Try 15>66>18: dead end, back to 15.\n"
+    text = "Start at 15.\n" + unit * 7 + "Try 15>66>1"
+    tokens = text_to_tokens(text)
+    verdict = detect_loop(text, finished=False)
+    at, period = branch_point(verdict)
+    assert verdict.rule == "period" and period == len(text_to_tokens(unit))
+    prefix, repeat = "".join(tokens[:at]), "".join(tokens[at:at + period])
+    # the prefix holds the loop's first unit once; what follows is the same unit again
+    assert prefix.count("Try 15>66>18") == 1 and prefix.startswith("Start at 15.\n")
+    assert repeat in unit + unit and text.startswith(prefix + repeat)
+    assert branch_point(detect_loop(text, finished=True)) is None  # a finished text never loops
+    assert branch_point(detect_loop("Start at 15.\nTry 15>66>18: reached 18.", finished=False)) is None
+
+
+@pytest.mark.slow
+def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, manager):
+    model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    env = NeverEnvironment(seed=0)
+    tasks = env.tasks("train", 3)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("loop", 1.0)], "weighted_sum", manager)
+    loops = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="the cat" * 40, loop_score=-1.0)
+             for t in tasks]
+    pairs = branch_pairs(model, tokenizer, "never", env, jury, loops, branches=3, temperature=1.0,
+                         max_new_tokens=6, round_index=0, seed=0, min_margin=0.5)
+    # a short sampled continuation is wrong (0) but no loop: 1 above the loop's -1
+    assert len(pairs) == 3
+    for pair, task in zip(pairs, tasks):
+        assert pair.prompt == prompt_text(tokenizer, task) + "the cat" and pair.prefix == "the cat"
+        assert pair.rejected == " the cat" and pair.rejected_score == -1.0
+        assert pair.chosen in [c.text for c in pair.candidates] and len(pair.candidates) == 3
+        assert pair.chosen_score - pair.rejected_score >= 0.5
+    # a loop no continuation beats by the margin gives no pair
+    even = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="x", loop_score=0.0) for t in tasks]
+    assert branch_pairs(model, tokenizer, "never", env, jury, even, branches=2, temperature=1.0, max_new_tokens=6,
+                        round_index=0, seed=0, min_margin=0.5) == []
+    with pytest.raises(ConfigError, match="dpo.loop_branches"):
+        DPOStageConfig(loop_branches=-1)
+
+
+def test_an_unknown_rejected_mode_is_refused():
+    with pytest.raises(ConfigError, match="dpo.rejected"):
+        DPOStageConfig(rejected="all")
+
+
+def test_sft_weight_adds_trl_sft_loss_beside_the_preference_loss():
+    from trl import DPOConfig
+
+    assert preference_losses(DPOStageConfig()) == {"loss_type": ["sigmoid_norm"]}
+    losses = preference_losses(DPOStageConfig(sft_weight=0.5))
+    assert losses == {"loss_type": ["sigmoid_norm", "sft"], "loss_weights": [1.0, 0.5]}
+    assert DPOConfig(output_dir="/tmp/unused", bf16=False, **losses).loss_weights == [1.0, 0.5]
+    with pytest.raises(ConfigError, match="dpo.sft_weight"):
+        DPOStageConfig(sft_weight=-1.0)
 
 
 @pytest.mark.slow

@@ -49,6 +49,19 @@ def test_unknown_plugin_names_of_late_stages_stop_the_run_before_pretrain(tmp_pa
     assert "letters" in str(error) or "verifier" in str(error)  # the accepted names are listed
 
 
+@pytest.mark.parametrize("stage,section,key,accepted", [
+    ("dpo", {"judges": [{"name": "verifier"}, {"name": "loop", "options": {"ngram_sise": 3}}]},
+     "dpo.judges[1].options.ngram_sise=3", "ngram_size"),
+    ("rl", {"rewards": [{"name": "repetition", "options": {"max_penalty": 2.0}}]},
+     "rl.rewards[0].options.max_penalty=2.0", "a number <= 0"),
+])
+def test_bad_options_of_a_late_stages_plugins_stop_the_run_before_pretrain(tmp_path, manager, stage, section, key,
+                                                                           accepted):
+    cfg = run_config(tmp_path, ["pretrain", "sft", "dpo", "rl"], **{stage: section})
+    error = _rejected_before_any_work(tmp_path, manager, cfg, ConfigError, key, accepted)
+    assert error.key == key.split("=")[0]
+
+
 def test_vocab_size_below_the_tokenizer_minimum(tmp_path, manager):
     from edgesmith.plugins.world.tokenizer import minimum_vocab_size
 

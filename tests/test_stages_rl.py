@@ -87,10 +87,11 @@ def test_cold_start_report_only_keeps_training(tmp_path, tmp_path_factory, manag
 def test_the_python_sandbox_is_a_grpo_tool(tmp_path, tmp_path_factory, manager):
     from transformers import AutoTokenizer
 
-    from edgesmith.plugins.stages.rl_tools import attach_response_template, sandbox_tool
+    from edgesmith.plugins.stages.rl_tools import attach_response_template
 
-    env = manager.get("environment", "python")(seed=0)
-    run_python = sandbox_tool(env)
+    env = manager.build("environment", "python", key="rl.environments[0]", seed=0)
+    [run_python] = env.rollout_tools()  # the capability is the environment's, not its name's
+    assert manager.build("environment", "reasoning", key="rl.environments[0]").rollout_tools() == []
     assert json.loads(run_python("print(6 * 7)"))["stdout"].strip() == "42"
     # TRL's tool loop parses the policy's pythonic calls through the tokenizer's response template
     tokenizer = attach_response_template(AutoTokenizer.from_pretrained(base_model(tmp_path_factory)))

@@ -39,7 +39,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 MODELS = ("edgesmith", "lfm2", "llama")
 DTYPES = ("float32", "bfloat16", "int8")

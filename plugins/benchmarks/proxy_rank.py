@@ -33,7 +33,7 @@ import edgesmith.conf
 from rich.table import Table
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import build_options, require_at_least_one
 
 SECTION = "proxy"
 CONF_DIR = Path(edgesmith.conf.__file__).parent
@@ -140,13 +140,13 @@ def run_proxy_rank(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from edgesmith.plugins.stages.search import proxy_inputs
     from edgesmith.search.cost import estimate_cost
     from edgesmith.search.space import layer_pattern
+    from edgesmith.search.study import build_proxy
 
     section = OmegaConf.select(cfg, SECTION, default=None) if cfg is not None else None
     opts = build_options(ProxyRankOptions, section, key=SECTION)
     search = search_config(opts)
     plugins = get_plugin_manager()
-    proxy_cls = plugins.get("quality_proxy", search.proxy.name, key=f"{SECTION}.search.proxy.name")
-    proxy = proxy_cls(**dict(search.proxy.options), **proxy_inputs(search))
+    proxy = build_proxy(plugins, search.proxy, f"{SECTION}.search.proxy", proxy_inputs(search))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
@@ -173,7 +173,7 @@ def run_proxy_rank(cfg: Any, out_dir: Path) -> dict[str, Any]:
     result = {
         "spearman_proxy_vs_accuracy": rank_correlation(proxies, [-r["accuracy"] for r in rows]),
         "spearman_proxy_vs_pretrained_bpb": rank_correlation(proxies, [r["pretrained_bits_per_byte"] for r in rows]),
-        "n": len(rows), "proxy_unit": getattr(proxy_cls, "unit", "proxy value"),
+        "n": len(rows), "proxy_unit": proxy.unit,
     }
     _print(rows, result)
     (out_dir / "proxy_rank.json").write_text(json.dumps(

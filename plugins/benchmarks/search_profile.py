@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 SECTION = "search"
 GOAL_PROFILE_S = 30.0
@@ -93,7 +93,8 @@ def _profilers(methods: dict[str, Any]) -> dict[str, Any]:
     from edgesmith.core.plugin_manager import get_plugin_manager
 
     plugins = get_plugin_manager()
-    return {name: plugins.get("profiler", m["profiler"], key=f"{SECTION}.methods.{name}.profiler")(**m["options"])
+    return {name: plugins.build("profiler", m["profiler"], m["options"], key=f"{SECTION}.methods.{name}.options",
+                                name_key=f"{SECTION}.methods.{name}.profiler")
             for name, m in methods.items()}
 
 

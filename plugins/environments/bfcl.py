@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -92,7 +92,8 @@ class BfclNotInstalled(EdgesmithError, ImportError):
 class BfclOptions:
     """Options of the ``bfcl`` environment (``env.bfcl.<key>=...``)."""
 
-    categories: list[str] = field(default_factory=lambda: list(CATEGORIES))
+    # a list, or one comma-separated string (``env.bfcl.categories=simple,multiple``)
+    categories: Any = field(default_factory=lambda: list(CATEGORIES))
     format: str = "pythonic"  # tool-call format the completions are parsed with
     eval_fraction: float = 0.5  # share of each category's tasks in the eval split
     data_dir: str | None = None  # a directory laid out like bfcl_eval/data (default: the package's)
@@ -289,15 +290,11 @@ class BfclEnvironment(Environment):
     """BFCL's AST categories as an environment: real prompts, real tools, BFCL's AST scoring."""
 
     name = "bfcl"
+    options_class = BfclOptions
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
-        known = {f.name for f in fields(BfclOptions)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"env.bfcl.{unknown[0]}", options[unknown[0]], f"one of the options {sorted(known)}")
-        self.config = BfclOptions(**options)
-        cats = self.config.categories
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
+        cats = self.options.categories
         if isinstance(cats, str):
             cats = [c.strip() for c in cats.split(",") if c.strip()]
         cats = list(cats)
@@ -311,11 +308,11 @@ class BfclEnvironment(Environment):
         if not resolved:
             raise ConfigError("env.bfcl.categories", cats, f"a non-empty list from {', '.join(CATEGORIES)}")
         self.categories = list(dict.fromkeys(resolved))
-        if self.config.format not in FORMATS:
-            raise ConfigError("env.bfcl.format", self.config.format, " or ".join(FORMATS))
-        if not 0.0 <= float(self.config.eval_fraction) <= 1.0:
-            raise ConfigError("env.bfcl.eval_fraction", self.config.eval_fraction, "a number in [0, 1]")
-        if self.config.format == "json":
+        if self.options.format not in FORMATS:
+            raise ConfigError("env.bfcl.format", self.options.format, " or ".join(FORMATS))
+        if not 0.0 <= float(self.options.eval_fraction) <= 1.0:
+            raise ConfigError("env.bfcl.eval_fraction", self.options.eval_fraction, "a number in [0, 1]")
+        if self.options.format == "json":
             from edgesmith.plugins.toolcall.json_format import JsonFormat
 
             self.format = JsonFormat()
@@ -323,7 +320,7 @@ class BfclEnvironment(Environment):
             from edgesmith.plugins.toolcall.pythonic import PythonicFormat
 
             self.format = PythonicFormat()
-        self.data_dir = str(Path(self.config.data_dir)) if self.config.data_dir else str(bfcl_data_dir())
+        self.data_dir = str(Path(self.options.data_dir)) if self.options.data_dir else str(bfcl_data_dir())
 
     def rows(self, category: str) -> tuple[dict[str, Any], ...]:
         """All rows of a category (``simple``, ``live_multiple``, ...), validated."""
@@ -331,7 +328,7 @@ class BfclEnvironment(Environment):
 
     def _messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         messages = [dict(m) for m in messages]
-        prompt = self.config.system_prompt
+        prompt = self.options.system_prompt
         if prompt:
             if messages and messages[0]["role"] == "system":
                 messages[0]["content"] = f"{prompt}\n{messages[0]['content']}"
@@ -361,14 +358,14 @@ class BfclEnvironment(Environment):
         for cat in self.categories:
             rows = [
                 r for r in self.rows(cat)
-                if _in_eval(r["id"], self.config.eval_fraction) == want_eval
-                and (self.config.include_unanswerable or r["unanswerable"] is None)
+                if _in_eval(r["id"], self.options.eval_fraction) == want_eval
+                and (self.options.include_unanswerable or r["unanswerable"] is None)
             ]
             random.Random(f"bfcl:{self.seed}:{split}:{cat}").shuffle(rows)
             per_category.append((cat, rows))
         if not any(rows for _, rows in per_category):
             raise ConfigError(
-                "env.bfcl.eval_fraction", self.config.eval_fraction,
+                "env.bfcl.eval_fraction", self.options.eval_fraction,
                 f"a value that leaves tasks in the '{split}' split (categories {self.categories} have none there)",
             )
         tasks: list[Task] = []

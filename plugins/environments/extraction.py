@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgesmith.core.environment import Task, Verification
 from edgesmith.core.errors import ConfigError
 from edgesmith.plugins.world import values
 
-from .synthetic import GeneratedEnvironment, build_options
+from .synthetic import GeneratedEnvironment
 
 PLANS = ["basic", "pro", "enterprise"]
 STATUSES = ["pending", "shipped", "delivered", "cancelled"]
@@ -88,7 +88,7 @@ RECORDS: dict[str, tuple[str, list[_Field]]] = {  # type -> (how the prompt name
 class ExtractionOptions:
     """Options of the ``extraction`` environment: ``records`` limits the record types used."""
 
-    records: tuple[str, ...] | list[str] = ("person", "order", "event")
+    records: list[str] = field(default_factory=lambda: ["person", "order", "event"])
 
 
 def find_json_object(text: str) -> tuple[dict[str, Any] | None, str]:
@@ -136,12 +136,12 @@ class ExtractionEnvironment(GeneratedEnvironment):
     """Free-text records to JSON by a schema, verified field by field."""
 
     name = "extraction"
+    options_class = ExtractionOptions
     max_difficulty = 5
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
-        self.config = build_options(ExtractionOptions, self.name, options)
-        records = list(self.config.records)
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
+        records = list(self.options.records)
         bad = [r for r in records if r not in RECORDS]
         if bad or not records:
             raise ConfigError("env.extraction.records", records, f"a non-empty list from {', '.join(RECORDS)}")

@@ -30,12 +30,12 @@ import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from edgesmith.core.environment import Task, Verification
 from edgesmith.core.toolcall import ToolCall
 
-from .synthetic import FINAL_ANSWER, GeneratedEnvironment, build_options, final_answer
+from .synthetic import FINAL_ANSWER, GeneratedEnvironment, final_answer
 
 RUN_PYTHON_TOOL = {"type": "function", "function": {
     "name": "run_python",
@@ -123,15 +123,14 @@ class PythonEnvironment(GeneratedEnvironment):
     """Numeric problems solved with the sandboxed ``run_python`` tool."""
 
     name = "python"
+    options_class = PythonOptions
     max_difficulty = 5
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
-        self.config = build_options(PythonOptions, self.name, options)
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
         from edgesmith.core.plugin_manager import get_plugin_manager
 
-        self.format = get_plugin_manager().get("toolcall_format", self.config.format,
-                                               key="env.python.format")()
+        self.format = get_plugin_manager().build("toolcall_format", self.options.format, key="env.python.format")
 
     def generate(self, rng: random.Random, index: int) -> Task:
         problem = PROBLEMS[index % len(PROBLEMS)]
@@ -141,13 +140,26 @@ class PythonEnvironment(GeneratedEnvironment):
         return Task(id="", messages=messages, reference={"answer": answer, "problem": problem.__name__[1:]},
                     tools=[RUN_PYTHON_TOOL], solution=solution, metadata={"problem": problem.__name__[1:]})
 
+    def rollout_tools(self) -> list[Callable[..., str]]:
+        """``run_python(code)``: the sandbox as a tool the policy calls during RL rollouts."""
+
+        def run_python(code: str) -> str:
+            """Runs Python 3 code in a sandbox (no network, a few seconds of CPU) and returns what it printed.
+
+            Args:
+                code: The program to run; it should print the result.
+            """
+            return self.call_tool(ToolCall("run_python", {"code": code}))
+
+        return [run_python]
+
     def call_tool(self, call: ToolCall) -> str:
         """Executes a ``run_python`` call; the tool result (JSON) an agent loop feeds back."""
         from edgesmith.plugins.sandbox import run_python
 
         if call.name != "run_python" or not isinstance(call.arguments.get("code"), str):
             return json.dumps({"error": f"unknown tool call {call.name}; accepted: run_python(code: str)"})
-        result = run_python(call.arguments["code"], timeout_s=self.config.timeout_s)
+        result = run_python(call.arguments["code"], timeout_s=self.options.timeout_s)
         return json.dumps({"stdout": result.stdout[-2000:], "stderr": result.stderr[-2000:],
                            "exit_code": result.exit_code, "killed": result.killed_reason})
 
@@ -170,7 +182,7 @@ class PythonEnvironment(GeneratedEnvironment):
                 return Verification(0.0, False, details)
             from edgesmith.plugins.sandbox import run_python
 
-            result = run_python(code, timeout_s=self.config.timeout_s)
+            result = run_python(code, timeout_s=self.options.timeout_s)
             lines = [line for line in result.stdout.splitlines() if line.strip()]
             got = _as_int(lines[-1]) if lines else None
             details.update(source="sandbox", got=got, exit_code=result.exit_code,

@@ -32,7 +32,7 @@ from typing import Any
 from edgesmith.core.environment import Task, Verification
 from edgesmith.core.errors import ConfigError
 
-from .synthetic import FINAL_ANSWER, GeneratedEnvironment, build_options, final_answer
+from .synthetic import FINAL_ANSWER, GeneratedEnvironment, final_answer
 
 SYSTEM = ("Solve the problem step by step. End with a last line of the form "
           f"'{FINAL_ANSWER} <answer>'.")
@@ -128,16 +128,16 @@ class ReasoningEnvironment(GeneratedEnvironment):
     """Star-graph path finding and scratchpad arithmetic with a ``Final answer:`` line."""
 
     name = "reasoning"
+    options_class = ReasoningOptions
     max_difficulty = 5
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
-        self.config = build_options(ReasoningOptions, self.name, options)
-        if self.config.kind not in KINDS:
-            raise ConfigError("env.reasoning.kind", self.config.kind, f"one of {', '.join(KINDS)}")
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
+        if self.options.kind not in KINDS:
+            raise ConfigError("env.reasoning.kind", self.options.kind, f"one of {', '.join(KINDS)}")
 
     def generate(self, rng: random.Random, index: int) -> Task:
-        kind = self.config.kind
+        kind = self.options.kind
         if kind == "mixed":
             kind = "star" if index % 2 == 0 else "arithmetic"
         prompt, solution, reference = _MAKERS[kind](rng, self.difficulty)

@@ -1,4 +1,4 @@
-"""Shared machinery of the generated (synthetic) environments: seeded tasks, hash splits, options.
+"""Shared machinery of the generated (synthetic) environments: seeded tasks, hash splits.
 
 A generated environment writes task number ``i`` from its own random stream
 (``random.Random("<name>:<seed>:<difficulty>:<i>")``), so the same seed gives the same
@@ -13,7 +13,6 @@ phrases never appear in training at all.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
@@ -38,16 +37,6 @@ def in_eval_split(digest: str, eval_fraction: float = EVAL_FRACTION) -> bool:
     return int(digest[:16], 16) / 16**16 < eval_fraction
 
 
-def build_options(options_class: type, env_name: str, options: dict[str, Any]) -> Any:
-    """The environment's options dataclass; unknown keys are a ConfigError listing the known ones."""
-    known = {f.name for f in dataclasses.fields(options_class)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"env.{env_name}.{unknown[0]}", options[unknown[0]],
-                          f"options of {env_name}: {', '.join(sorted(known)) or 'none'}")
-    return options_class(**options)
-
-
 def check_difficulty(env_name: str, difficulty: Any, highest: int) -> int:
     if isinstance(difficulty, bool) or not isinstance(difficulty, int) or not 1 <= difficulty <= highest:
         raise ConfigError(f"env.{env_name}.difficulty", difficulty, f"an integer from 1 to {highest}")
@@ -60,8 +49,8 @@ class GeneratedEnvironment(Environment):
     #: hardest supported difficulty (1 = easiest)
     max_difficulty: int = 5
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
         check_difficulty(self.name, difficulty, self.max_difficulty)
 
     @abstractmethod

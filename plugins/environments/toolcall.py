@@ -26,7 +26,7 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.toolcall import ToolCall
 from edgesmith.plugins.world import values
 
-from .synthetic import GeneratedEnvironment, build_options
+from .synthetic import GeneratedEnvironment
 
 CURRENCIES = ["USD", "EUR", "JPY", "GBP", "CHF", "INR"]
 LANGUAGES = ["French", "German", "Spanish", "Japanese", "Swahili", "Portuguese"]
@@ -276,16 +276,15 @@ class ToolcallEnvironment(GeneratedEnvironment):
     """Synthetic tool libraries; one call, parallel calls or none; BFCL-style AST verification."""
 
     name = "toolcall"
+    options_class = ToolcallOptions
     max_difficulty = 5
 
-    def __init__(self, seed: int = 0, difficulty: int = 1, **options: Any):
-        super().__init__(seed=seed, difficulty=difficulty, **options)
-        self.config = build_options(ToolcallOptions, self.name, options)
+    def __init__(self, options: Any = None, *, seed: int = 0, difficulty: int = 1):
+        super().__init__(options, seed=seed, difficulty=difficulty)
         from edgesmith.core.plugin_manager import get_plugin_manager
 
-        self.format = get_plugin_manager().get("toolcall_format", self.config.format,
-                                               key="env.toolcall.format")()
-        mix = dict(self.config.mix)
+        self.format = get_plugin_manager().build("toolcall_format", self.options.format, key="env.toolcall.format")
+        mix = dict(self.options.mix)
         if set(mix) - {"single", "parallel", "none"} or any(
                 not isinstance(w, (int, float)) or w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
             raise ConfigError("env.toolcall.mix", mix,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options, check_keys
 
 from .options import EvalOptions
 
@@ -33,10 +32,7 @@ def options_from_cfg(cfg: Any) -> tuple[str, EvalOptions]:
         raw.pop(key, None)
     if seed is not None:
         raw["seed"] = seed
-    fields = {f.name for f in dataclasses.fields(EvalOptions)}
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        raise ConfigError(unknown[0], raw[unknown[0]], f"options of eval: model_path, {', '.join(sorted(fields))}")
+    check_keys(EvalOptions, raw, key="", label="eval", also=("model_path",))  # eval's keys are top-level
     if not model_path:
         raise ConfigError("model_path", model_path, "a model directory: edgesmith eval model_path=DIR")
     return str(model_path), build_options(EvalOptions, raw, key="eval")

@@ -90,8 +90,8 @@ def build_task_sets(options: EvalOptions, plugins: Any | None = None) -> dict[st
                           f"options keyed by registered environment names: {', '.join(names)}")
 
     def make(name: str) -> Environment:
-        cls = plugins.get("environment", name, key="envs")
-        return cls(seed=options.seed, difficulty=options.difficulty, **dict(options.env_options.get(name) or {}))
+        return plugins.build("environment", name, options.env_options.get(name), key=f"env_options.{name}",
+                             name_key="envs", seed=options.seed, difficulty=options.difficulty)
 
     sets: dict[str, tuple[Environment, list[Task]]] = {}
     if options.tasks_file:

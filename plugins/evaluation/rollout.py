@@ -105,7 +105,8 @@ def generate_completions(model: Any, tokenizer: Any, tasks: Sequence[Task], n_sa
                          temperature: float = 0.0, max_new_tokens: int = 256, batch_size: int = 32,
                          top_p: float = 1.0, seed: int | None = 0, loop_guard: bool | dict[str, Any] = False,
                          progress: Callable[[int], None] | None = None,
-                         sort_by_length: bool = True) -> list[list[Completion]]:
+                         sort_by_length: bool = True, prefixes: Sequence[str] | None = None,
+                         ) -> list[list[Completion]]:
     """``n_samples`` completions per task, in task order.
 
     ``temperature == 0`` is greedy decoding (the one greedy completion is repeated
@@ -113,6 +114,8 @@ def generate_completions(model: Any, tokenizer: Any, tasks: Sequence[Task], n_sa
     stops looping sequences early: such a completion has ``finished=False`` and the guard's
     reason as ``stop_reason``. ``batch_size`` counts generated sequences per batch.
     ``progress(k)`` is called after each batch with the number of completions it produced.
+    ``prefixes``: per task, text the assistant's turn already starts with; the completions
+    continue it (their text does not repeat it).
     """
     if n_samples < 1 or temperature < 0:
         raise ValueError(f"generate_completions needs n_samples >= 1 and temperature >= 0; "
@@ -121,7 +124,7 @@ def generate_completions(model: Any, tokenizer: Any, tasks: Sequence[Task], n_sa
     done = generate_rollouts(
         model, tokenizer, tasks, greedy=greedy, samples=0 if greedy else n_samples, temperature=temperature,
         top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size, seed=seed, loop_guard=loop_guard,
-        sort_by_length=sort_by_length,
+        sort_by_length=sort_by_length, prefixes=prefixes,
         progress=None if progress is None else (lambda k: progress(k * n_samples if greedy else k)))
     if not greedy:
         return done.sampled
@@ -133,7 +136,7 @@ def generate_rollouts(model: Any, tokenizer: Any, tasks: Sequence[Task], *, gree
                       sampled_tasks: int | None = None, temperature: float = 0.8, top_p: float = 1.0,
                       max_new_tokens: int = 256, batch_size: int = 32, seed: int | None = 0,
                       loop_guard: bool | dict[str, Any] = False, progress: Callable[[int], None] | None = None,
-                      sort_by_length: bool = True) -> Rollouts:
+                      sort_by_length: bool = True, prefixes: Sequence[str] | None = None) -> Rollouts:
     """Greedy and sampled completions of ``tasks`` in one pass (one prefill per prompt and batch).
 
     Each task gets one greedy row (when ``greedy``) and, for the first ``sampled_tasks``
@@ -148,6 +151,10 @@ def generate_rollouts(model: Any, tokenizer: Any, tasks: Sequence[Task], *, gree
         raise ValueError(f"sampling needs temperature > 0; got {temperature}")
     n_sampled = len(tasks) if sampled_tasks is None else max(0, min(sampled_tasks, len(tasks)))
     prompts = render_prompts(tokenizer, tasks)
+    if prefixes is not None:
+        if len(prefixes) != len(tasks):
+            raise ValueError(f"prefixes: one per task expected, got {len(prefixes)} for {len(tasks)} tasks")
+        prompts = [p + prefix for p, prefix in zip(prompts, prefixes)]
     stops = eos_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"] if prompts else []

@@ -7,23 +7,15 @@ which makes judges on different scales comparable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edgesmith.core.environment import Environment, Task
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.judge import Judge
+from edgesmith.core.plugin_manager import as_ref
 
 AGGREGATIONS = ("weighted_sum", "rank_average")
-
-
-@dataclass
-class JudgeSpec:
-    """One juror: a registered judge name, its weight and its options."""
-
-    name: str
-    weight: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,14 +53,13 @@ class Jury:
         self.aggregation = aggregation
 
     @classmethod
-    def from_specs(cls, specs: list[Any], aggregation: str, plugins: Any, key: str = "jury") -> Jury:
-        """Builds the jury from ``[{name, weight, options}]`` entries through the plugin registry."""
+    def from_refs(cls, refs: list[Any], aggregation: str, plugins: Any, key: str = "jury") -> Jury:
+        """Builds the jury from :class:`PluginRef` entries (or ``{name, weight, options}`` mappings)
+        through the plugin manager; a bad name or option names ``<key>.judges[i]...``."""
         judges = []
-        for i, spec in enumerate(specs):
-            if isinstance(spec, dict):
-                spec = JudgeSpec(**spec)
-            judge_cls = plugins.get("judge", spec.name, key=f"{key}.judges[{i}].name")
-            judges.append((spec.name, judge_cls(**dict(spec.options or {})), float(spec.weight)))
+        for i, entry in enumerate(refs):
+            ref = as_ref(entry, f"{key}.judges[{i}]")
+            judges.append((ref.name, plugins.build_ref("judge", ref, f"{key}.judges[{i}]"), float(ref.weight)))
         return cls(judges, aggregation)
 
     def score(self, task: Task, completions: list[str], environment: Environment,

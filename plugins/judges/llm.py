@@ -7,6 +7,7 @@ A causal LM is asked the rubric question about each answer and scores
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ def _conversation_text(task: Task) -> str:
     return "\n".join(f"{m.get('role', '?')}: {m.get('content', '')}" for m in task.messages)
 
 
-class LLMJudge(Judge):
-    """Judges with a model from ``model`` (a local directory); options below.
+@dataclass
+class LLMJudgeOptions:
+    """Options of the ``llm`` judge.
 
     - ``model``: path of a saved transformers model with its tokenizer (required)
     - ``kind``: ``auto`` (from the config's architectures), ``causal_lm`` or ``reward_model``
@@ -37,21 +39,32 @@ class LLMJudge(Judge):
     - ``yes`` / ``no``: the answer words whose next-token log-probabilities are compared
     """
 
-    name = "llm"
+    model: str = ""
+    kind: str = "auto"
+    rubric: str = DEFAULT_RUBRIC
+    yes: str = " yes"
+    no: str = " no"
 
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        model = options.get("model")
-        if not model or not (Path(str(model)) / "config.json").is_file():
-            raise ConfigError("judge llm.model", model,
+    def __post_init__(self) -> None:
+        if not self.model or not (Path(str(self.model)) / "config.json").is_file():
+            raise ConfigError("model", self.model,
                               "a directory holding a saved transformers model (config.json) and its tokenizer")
-        kind = options.get("kind", "auto")
-        if kind not in KINDS:
-            raise ConfigError("judge llm.kind", kind, ", ".join(KINDS))
-        self.model_path = str(model)
-        self.kind = kind
-        self.rubric = options.get("rubric", DEFAULT_RUBRIC)
-        self.yes, self.no = options.get("yes", " yes"), options.get("no", " no")
+        if self.kind not in KINDS:
+            raise ConfigError("kind", self.kind, ", ".join(KINDS))
+
+
+class LLMJudge(Judge):
+    """Judges with a model from ``model`` (a local directory); options: :class:`LLMJudgeOptions`."""
+
+    name = "llm"
+    options_class = LLMJudgeOptions
+
+    def __init__(self, options: Any = None):
+        super().__init__(options)
+        self.model_path = str(self.options.model)
+        self.kind = self.options.kind  # "auto" is resolved from the model's config when it loads
+        self.rubric = self.options.rubric
+        self.yes, self.no = self.options.yes, self.options.no
         self._model = None
         self._tokenizer = None
 

@@ -34,10 +34,9 @@ from .trainer_arguments import common_training_arguments
 
 
 def build_jury(ctx: StageContext, options: DPOStageConfig) -> Any:
-    from edgesmith.plugins.judges.jury import Jury, JudgeSpec
+    from edgesmith.plugins.judges.jury import Jury
 
-    specs = [JudgeSpec(name=j.name, weight=j.weight, options=dict(j.options)) for j in options.judges]
-    return Jury.from_specs(specs, options.aggregation, ctx.plugins, key="dpo")
+    return Jury.from_refs(options.judges, options.aggregation, ctx.plugins, key="dpo")
 
 
 def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], options: DPOStageConfig,
@@ -57,7 +56,7 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
         **common_training_arguments(checkpoints, max_steps=steps, batch_size=options.batch_size,
                                     learning_rate=options.learning_rate, save_steps=options.save_steps,
                                     seed=options.seed),
-        loss_type=[options.loss_type],
+        **preference_losses(options),
         beta=options.beta,
         max_length=options.max_length,
     )
@@ -70,17 +69,24 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
     return final, {"train_loss": result.training_loss, "steps": steps}
 
 
+def preference_losses(options: DPOStageConfig) -> dict[str, list]:
+    """TRL's loss list: the preference loss, plus NLL on the chosen side when ``sft_weight`` > 0."""
+    if options.sft_weight > 0 and options.loss_type != "sft":
+        return {"loss_type": [options.loss_type, "sft"], "loss_weights": [1.0, options.sft_weight]}
+    return {"loss_type": [options.loss_type]}
+
+
 class DPOStage(Stage):
     """On-policy, length-normalized DPO with a jury, for ``rounds`` rounds."""
 
     name = "dpo"
-    config_class = DPOStageConfig
+    options_class = DPOStageConfig
     config_keys = ("init_from",)
     data_parallel = True  # rollouts split and gathered (rollout_split.py), DPOTrainer through Accelerate
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "dpo.environments")
-        check_plugin_names(plugins, "judge", self.options.judges, "dpo.judges", field="name")
+        plugins.check_refs("judge", self.options.judges, "dpo.judges")
         check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
@@ -127,7 +133,8 @@ class DPOStage(Stage):
             return build_preferences_split(model, tokenizer, tasks, environments, jury, samples=options.samples,
                                            temperature=options.temperature, max_new_tokens=options.max_new_tokens,
                                            round_index=round_index, seed=options.seed,
-                                           min_margin=options.min_margin, reference_chosen=options.reference_chosen)
+                                           min_margin=options.min_margin, reference_chosen=options.reference_chosen,
+                                           rejected=options.rejected, loop_branches=options.loop_branches)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
@@ -140,6 +147,8 @@ def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
         "loop_rate": round(prefs.loop_rate, 4),
         "mean_chosen_score": sum(p.chosen_score for p in pairs) / len(pairs) if pairs else None,
         "mean_rejected_score": sum(p.rejected_score for p in pairs) / len(pairs) if pairs else None,
+        "loop_branch_pairs": sum(bool(p.prefix) for p in pairs),
+        "prompts_paired": len({(p.environment, p.task_id) for p in pairs}),
         "greedy_chosen": sum(any(c.greedy and c.text == p.chosen for c in p.candidates) for p in pairs),
         "reference_chosen": sum(any(c.reference and c.text == p.chosen for c in p.candidates) for p in pairs),
     }

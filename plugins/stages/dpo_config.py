@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import require_at_least_one
+from edgesmith.core.options import PluginRef, require_at_least_one
 
+from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
 
 AGGREGATIONS = ("weighted_sum", "rank_average")
@@ -16,18 +15,9 @@ LOSS_TYPES = ("sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "nca_pair",
               "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft")
 
 
-@dataclass
-class JurorConfig:
-    """One judge of the jury: its registered name, weight and options."""
-
-    name: str = "verifier"
-    weight: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def default_jury() -> list[JurorConfig]:
+def default_jury() -> list[PluginRef]:
     # Correctness first, loops penalized as hard as a wrong answer, length only breaks ties.
-    return [JurorConfig("verifier", 1.0), JurorConfig("loop", 1.0), JurorConfig("length", 0.1)]
+    return [PluginRef("verifier", 1.0), PluginRef("loop", 1.0), PluginRef("length", 0.1)]
 
 
 @dataclass
@@ -41,7 +31,15 @@ class DPOStageConfig:
     ``steps_per_round`` = 0 means one pass over the round's pairs. A prompt is a tie (no pair)
     when its best and worst candidate differ by less than ``min_margin``; with
     ``reference_chosen`` the task's reference solution is chosen when it beats every sample
-    by ``min_margin`` (see :mod:`edgesmith.plugins.stages.preferences`).
+    by ``min_margin``; ``rejected`` (``worst`` or ``each``) picks one rejected completion per
+    prompt or pairs every one below the margin; ``loop_branches`` > 0 adds, for each looping
+    candidate, a pair at its first repeat: that many sampled continuations, the best against
+    the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``).
+
+    ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
+    (0 turns it off). Without it the preference loss is content to lower both likelihoods
+    as long as the rejected one falls faster: in run base1 the chosen traces' log-likelihood
+    fell from -3.5 to -44 nats over three rounds and reasoning accuracy from 37.5% to 11%.
     """
 
     environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
@@ -51,12 +49,15 @@ class DPOStageConfig:
     samples: int = 5
     temperature: float = 1.0
     max_new_tokens: int = 128
-    judges: list[JurorConfig] = field(default_factory=default_jury)
+    judges: list[PluginRef] = field(default_factory=default_jury)
     aggregation: str = "weighted_sum"
     min_margin: float = 0.5
     reference_chosen: bool = True
+    rejected: str = "worst"
+    loop_branches: int = 0
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
+    sft_weight: float = 0.0
     learning_rate: float = 5e-5
     batch_size: int = 4
     steps_per_round: int = 0
@@ -74,6 +75,12 @@ class DPOStageConfig:
                                                                    "anyway)")
         if not self.min_margin >= 0:
             raise ConfigError("dpo.min_margin", self.min_margin, "a number >= 0 (0: any difference makes a pair)")
+        if not self.sft_weight >= 0:
+            raise ConfigError("dpo.sft_weight", self.sft_weight, "a number >= 0 (0: preference loss only)")
+        if self.loop_branches < 0:
+            raise ConfigError("dpo.loop_branches", self.loop_branches, "an integer >= 0 (0: no branch pairs)")
+        if self.rejected not in REJECTED:
+            raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError("dpo.aggregation", self.aggregation, ", ".join(AGGREGATIONS))
         if self.loss_type not in LOSS_TYPES:

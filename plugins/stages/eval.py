@@ -20,7 +20,7 @@ class EvalStage(Stage):
     """
 
     name = "eval"
-    config_class = EvalOptions
+    options_class = EvalOptions
 
     def check(self, cfg: Any, plugins: Any) -> None:
         from edgesmith.plugins.stages.model_files import check_init_from

@@ -1,9 +1,20 @@
 """On-policy preference pairs: k sampled + 1 greedy completion per prompt, judged by a jury.
 
-The best-scored candidate becomes ``chosen``, the worst ``rejected``. A prompt whose best and
-worst differ by less than ``min_margin`` is dropped as a tie: when every candidate is wrong,
-the small-weight judges (length) would otherwise decide, and "prefer the shorter wrong
-answer" teaches dropping the second of two parallel tool calls. Loops get the loop judge's
+The best-scored candidate becomes ``chosen``, the worst ``rejected`` (``rejected="worst"``), or
+each distinct candidate scoring ``min_margin`` below the best is paired with it
+(``rejected="each"``). The second matters when the worst candidate is always the same kind of
+failure: on the search task the worst is the greedy loop, and pairs against loops alone
+taught the model to quit after the first dead end ("Final answer" where "Try" was
+rejected), accuracy 37.5% -> 29% with loops gone; pairing the finished wrong answers too
+rejects quitting as well as looping.
+
+With ``loop_branches`` > 0, every looping candidate also yields a pair at the point where
+its loop starts (:mod:`.loop_branches`): the policy continues the text up to the loop's
+first repeat, and the best continuation is preferred over the repeat itself.
+
+A prompt whose best and worst differ by less than ``min_margin`` is dropped as a tie: when
+every candidate is wrong, the small-weight judges (length) would otherwise decide, and
+"prefer the shorter wrong answer" teaches dropping the second of two parallel tool calls. Loops get the loop judge's
 penalty, so they end up rejected.
 
 When no candidate is good (the best still scores ``min_margin`` below the task's reference
@@ -21,6 +32,9 @@ from typing import Any
 
 from edgesmith.core.environment import Environment, Task
 from edgesmith.core.jsonl import read_jsonl
+
+#: how rejected completions are picked: the worst one, or each one below the chosen's margin
+REJECTED = ("worst", "each")
 
 
 @dataclass
@@ -49,6 +63,7 @@ class PreferencePair:
     chosen_score: float
     rejected_score: float
     candidates: list[Candidate] = field(default_factory=list)
+    prefix: str = ""  # a loop branch's shared start (already part of ``prompt``); "" for whole completions
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -84,16 +99,25 @@ def prompt_text(tokenizer: Any, task: Task) -> str:
 def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       environments: dict[str, Environment], jury: Any, *, samples: int, temperature: float,
                       max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
-                      reference_chosen: bool = False) -> PreferenceRound:
+                      reference_chosen: bool = False, rejected: str = "worst",
+                      loop_branches: int = 0) -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
     ``reference_chosen``: the task's solution is judged too and chosen when it beats every
     sample by at least ``min_margin`` (never counted as a loop or a sample).
+    ``rejected``: ``worst`` (one pair per prompt) or ``each`` (one pair per distinct candidate
+    text at least ``min_margin`` below the chosen; the candidates are stored with the first).
+    ``loop_branches``: continuations sampled at each distinct looping candidate's first repeat
+    (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair.
     """
+    if rejected not in REJECTED:
+        raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
     from edgesmith.plugins.loops.numerals import numeral_token_ids
+
+    from .loop_branches import branch_pairs, split_loop
 
     numerals = numeral_token_ids(tokenizer)
 
@@ -107,7 +131,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                                        max_new_tokens=max_new_tokens, seed=seed + round_index)
         greedy = generate_completions(model, tokenizer, env_tasks, n_samples=1, temperature=0.0,
                                       max_new_tokens=max_new_tokens, seed=seed + round_index)
+        to_branch: list = []  # looping candidates to continue from their first repeat
         for task, samples_of_task, greedy_of_task in zip(env_tasks, sampled, greedy):
+            branched: set[str] = set()
             completions = [*samples_of_task, greedy_of_task[0]]
             texts = [c.text for c in completions]
             finished = [bool(c.finished) for c in completions]
@@ -118,13 +144,18 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             verdict = jury.score(task, texts, environments[env_name], finished)
             candidates = []
             for i, c in enumerate(completions):
-                looping = (detect_loop(list(c.token_ids), c.finished, numeral_ids=numerals).looping
-                           if c.token_ids is not None else detect_loop(c.text, c.finished).looping)
-                loops += looping
+                loop = (detect_loop(list(c.token_ids), c.finished, numeral_ids=numerals)
+                        if c.token_ids is not None else detect_loop(c.text, c.finished))
+                loops += loop.looping
+                if loop_branches and c.token_ids is not None and c.text not in branched:
+                    branch = split_loop(tokenizer, task, list(c.token_ids), loop, c.text, verdict.scores[i])
+                    if branch is not None:
+                        branched.add(c.text)
+                        to_branch.append(branch)
                 candidates.append(Candidate(text=c.text, score=verdict.scores[i],
                                             by_judge={k: v[i] for k, v in verdict.by_judge.items()},
                                             finished=finished[i], greedy=i == len(completions) - 1,
-                                            looping=looping))
+                                            looping=loop.looping))
             n_candidates += len(candidates)
             best = max(range(len(candidates)), key=lambda i: candidates[i].score)
             worst = min(range(len(candidates)), key=lambda i: candidates[i].score)
@@ -138,12 +169,30 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             if candidates[best].score - candidates[worst].score < max(min_margin, 1e-9):
                 ties += 1
                 continue
-            pairs.append(PreferencePair(
-                round=round_index, environment=env_name, task_id=task.id, prompt=prompt_text(tokenizer, task),
-                chosen=candidates[best].text, rejected=candidates[worst].text,
-                chosen_score=candidates[best].score, rejected_score=candidates[worst].score,
-                candidates=candidates))
+            losers = [worst] if rejected == "worst" else _distinct_losers(candidates, best, min_margin)
+            prompt = prompt_text(tokenizer, task)
+            for i, loser in enumerate(losers):
+                pairs.append(PreferencePair(
+                    round=round_index, environment=env_name, task_id=task.id, prompt=prompt,
+                    chosen=candidates[best].text, rejected=candidates[loser].text,
+                    chosen_score=candidates[best].score, rejected_score=candidates[loser].score,
+                    candidates=candidates if i == 0 else []))
+        pairs.extend(branch_pairs(model, tokenizer, env_name, environments[env_name], jury, to_branch,
+                                  branches=loop_branches, temperature=temperature, max_new_tokens=max_new_tokens,
+                                  round_index=round_index, seed=seed, min_margin=min_margin))
     return PreferenceRound(pairs=pairs, ties=ties, prompts=len(tasks), candidates=n_candidates, loops=loops)
+
+
+def _distinct_losers(candidates: list[Candidate], best: int, min_margin: float) -> list[int]:
+    """Candidates at least ``min_margin`` below the best, one per distinct text, worst first."""
+    threshold = candidates[best].score - max(min_margin, 1e-9)
+    seen: set[str] = set()
+    losers = []
+    for i in sorted(range(len(candidates)), key=lambda i: candidates[i].score):
+        if candidates[i].score <= threshold and candidates[i].text not in seen:
+            seen.add(candidates[i].text)
+            losers.append(i)
+    return losers
 
 
 def write_pairs(path: Path, result: PreferenceRound) -> None:

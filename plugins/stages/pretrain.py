@@ -170,7 +170,7 @@ class PretrainStage(Stage):
     """Pretrains the chosen architecture on the corpus (or imports ``init_from``)."""
 
     name = "pretrain"
-    config_class = PretrainConfig
+    options_class = PretrainConfig
     config_keys = ("model", "init_from")
     data_parallel = True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import require_at_least_one
+from edgesmith.core.options import require_at_least_one
 
 
 @dataclass

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 
 
 @dataclass
@@ -288,7 +288,7 @@ class ReportStage(Stage):
     """Evaluates each stage's model and writes the run report (markdown + PNG)."""
 
     name = "report"
-    config_class = ReportConfig
+    options_class = ReportConfig
 
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.plugins.evaluation.evaluate import evaluate

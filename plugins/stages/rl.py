@@ -20,6 +20,7 @@ from rich.console import Console
 
 from edgesmith.core import distributed
 from edgesmith.core.environment import Environment, Task
+from edgesmith.core.reward import RewardRuntime
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .cold_start import ColdStartCallback, ColdStartEvent, SignalTracker, read_events, write_events
@@ -83,13 +84,13 @@ class RLStage(Stage):
     """GRPO with verifiable rewards, the repetition penalty and a tool-call format reward."""
 
     name = "rl"
-    config_class = RLStageConfig
+    options_class = RLStageConfig
     config_keys = ("init_from",)
     data_parallel = True  # GRPOTrainer splits the rollouts across processes and gathers the rewards
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "rl.environments")
-        check_plugin_names(plugins, "reward", self.options.rewards, "rl.rewards", field="name")
+        plugins.check_refs("reward", self.options.rewards, "rl.rewards")
         check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 
     def run(self, ctx: StageContext) -> Artifact:
@@ -168,19 +169,18 @@ class RLStage(Stage):
         model, tokenizer = load_model_and_tokenizer(model_dir)
         tokenizer.padding_side = "left"
         tracker = SignalTracker(options.num_generations)
-        runtime = {"environments": environments, "tasks": tasks, "tokenizer": tokenizer}
-        reward_funcs, weights = [], []
-        for i, term in enumerate(options.rewards):
-            cls = ctx.plugins.get("reward", term.name, key=f"rl.rewards[{i}].name")
-            extra = {"on_score": tracker.on_score} if term.name == "verifier" else {}
-            reward_funcs.append(cls(**dict(term.options), **runtime, **extra))
-            weights.append(float(term.weight))
+        # Rewards that verify tasks report each score to the tracker (the cold-start signal).
+        runtime = RewardRuntime(environments=environments, tasks=tasks, tokenizer=tokenizer,
+                                on_score=tracker.on_score)
+        reward_funcs = [ctx.plugins.build_ref("reward", ref, f"rl.rewards[{i}]", runtime=runtime)
+                        for i, ref in enumerate(options.rewards)]
+        weights = [float(ref.weight) for ref in options.rewards]
         rows = {"prompt": [], "task_key": [], "tools": []}
         tools: list = []
         if options.python_tool:
-            from .rl_tools import attach_response_template, sandbox_tool
+            from .rl_tools import attach_response_template
 
-            tools = [sandbox_tool(environments["python"])]
+            tools = [tool for env in environments.values() for tool in env.rollout_tools()]
             attach_response_template(tokenizer)
         for key, (_, task) in tasks.items():
             # With a tool, TRL renders chat prompts itself (with the tool's schema); otherwise each

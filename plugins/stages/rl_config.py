@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.stage_options import require_at_least_one
+from edgesmith.core.options import PluginRef, require_at_least_one
 
 from .sft_config import DEFAULT_ENVIRONMENTS
 
 COLD_START_MODES = ("off", "report", "auto")
 
 
-@dataclass
-class RewardTermConfig:
-    """One reward of the sum GRPO maximizes: its registered name, weight and options."""
-
-    name: str = "verifier"
-    weight: float = 1.0
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def default_rewards() -> list[RewardTermConfig]:
-    return [RewardTermConfig("verifier", 1.0),
-            RewardTermConfig("repetition", 1.0, {"ngram_size": 3, "max_penalty": -1.0}),
-            RewardTermConfig("toolcall_format", 0.25)]
+def default_rewards() -> list[PluginRef]:
+    # Each reward's own options have their defaults in its options dataclass, not here.
+    return [PluginRef("verifier", 1.0), PluginRef("repetition", 1.0), PluginRef("toolcall_format", 0.25)]
 
 
 @dataclass
@@ -55,7 +43,7 @@ class RLStageConfig:
     num_generations: int = 4
     temperature: float = 1.0
     max_new_tokens: int = 96
-    rewards: list[RewardTermConfig] = field(default_factory=default_rewards)
+    rewards: list[PluginRef] = field(default_factory=default_rewards)
     python_tool: bool = False
     max_tool_calls: int = 2
     learning_rate: float = 2e-5

@@ -1,4 +1,4 @@
-"""The Python sandbox as a GRPO tool: multi-turn rollouts where the policy runs its own code.
+"""Multi-turn GRPO rollouts with tools (an environment's ``rollout_tools``, e.g. the Python sandbox).
 
 TRL 1.16's GRPOTrainer executes tool calls during generation (``tools=[callable]``): it
 parses each completion with the tokenizer's *response template* (transformers' response
@@ -10,9 +10,7 @@ it where calls and content sit in an assistant turn.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from edgesmith.core.toolcall import ToolCall
+from typing import Any
 
 #: how an edgesmith assistant turn is laid out (see plugins.toolcall.chat_template)
 PYTHONIC_RESPONSE_TEMPLATE: dict[str, Any] = {
@@ -29,20 +27,6 @@ PYTHONIC_RESPONSE_TEMPLATE: dict[str, Any] = {
         "content": {"close_pattern": r"<\|im_end\|>\s*", "content": "text"},
     },
 }
-
-
-def sandbox_tool(environment: Any) -> Callable[[str], str]:
-    """``run_python(code)`` for TRL: runs through the environment's sandbox (``call_tool``)."""
-
-    def run_python(code: str) -> str:
-        """Runs Python 3 code in a sandbox (no network, a few seconds of CPU) and returns what it printed.
-
-        Args:
-            code: The program to run; it should print the result.
-        """
-        return environment.call_tool(ToolCall("run_python", {"code": code}))
-
-    return run_python
 
 
 def attach_response_template(tokenizer: Any) -> Any:

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
-from edgesmith.core.stage_options import build_options
+from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig
 
 
@@ -30,9 +30,8 @@ def bpe_encoder(texts: list[str], vocab_size: int) -> Any:
 
 
 def proxy_inputs(cfg: SearchConfig) -> dict[str, Any]:
-    """The built-in corpus and the BPE trainer the ``short_train`` proxy needs; nothing for other proxies."""
-    if cfg.proxy.name != "short_train" or "texts" in cfg.proxy.options:
-        return {}
+    """What the pipeline offers a quality proxy: the built-in corpus (read only when the proxy
+    asks) and the BPE trainer; a proxy takes those its ``runtime_inputs`` names."""
     from edgesmith.plugins.world.corpus import build_corpus
 
     def texts_fn() -> list[str]:
@@ -54,7 +53,8 @@ class SearchStage(Stage):
     """Runs the search study in the stage directory and hands the chosen config to pretraining."""
 
     name = "search"
-    config_class = SearchConfig
+    options_class = SearchConfig
+    options_group = "search"
 
     def run(self, ctx: StageContext) -> Artifact:
         from edgesmith.search.study import run_search

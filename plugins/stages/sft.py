@@ -102,7 +102,7 @@ class SFTStage(Stage):
     """Supervised fine-tuning on the environments' reference solutions."""
 
     name = "sft"
-    config_class = SFTStageConfig
+    options_class = SFTStageConfig
     config_keys = ("init_from",)
     data_parallel = True
 

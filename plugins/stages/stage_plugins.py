@@ -9,14 +9,13 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.stage import StageContext
 
 
-def check_plugin_names(plugins: Any, kind: str, names: Any, key: str, field: str | None = None) -> None:
+def check_plugin_names(plugins: Any, kind: str, names: Any, key: str) -> None:
     """Before any stage runs: every name in ``names`` is a registered ``kind`` plugin (and there is one)."""
     names = list(names or [])
     if not names:
         raise ConfigError(key, names, f"a non-empty list of {kind}s from: {', '.join(plugins.names(kind))}")
-    for i, item in enumerate(names):
-        name = getattr(item, field) if field else item
-        plugins.get(kind, name, key=f"{key}[{i}]" + (f".{field}" if field else ""))
+    for i, name in enumerate(names):
+        plugins.get(kind, name, key=f"{key}[{i}]")
 
 
 def build_environments(ctx: StageContext, names: list[str], seed: int, difficulty: int = 1,
@@ -26,5 +25,5 @@ def build_environments(ctx: StageContext, names: list[str], seed: int, difficult
     if not names:
         raise ConfigError(key, names, f"a non-empty list of environments from: "
                                       f"{', '.join(ctx.plugins.names('environment'))}")
-    return {name: ctx.plugins.get("environment", name, key=f"{key}[{i}]")(seed=seed, difficulty=difficulty)
+    return {name: ctx.plugins.build("environment", name, key=f"{key}[{i}]", seed=seed, difficulty=difficulty)
             for i, name in enumerate(names)}

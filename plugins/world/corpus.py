@@ -98,7 +98,7 @@ def build_corpus(n_documents: int, seed: int = 0, environments: Sequence[str] = 
         per_env = -(-n_chat // len(environments))
         streams = []
         for name in environments:
-            env = plugins.get("environment", name, key="environments")(seed=seed, difficulty=difficulty)
+            env = plugins.build("environment", name, key="environments", seed=seed, difficulty=difficulty)
             streams.append(env.tasks("train", per_env))
         for i in range(per_env):  # interleave environments
             for tasks in streams:

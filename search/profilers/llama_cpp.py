@@ -23,7 +23,6 @@ from typing import Any, Optional
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import CandidateNotMeasurable, Profiler
-from edgesmith.core.stage_options import build_options
 
 from .local_cpu import LocalCPUProfiler, TimingOptions, device_fingerprint, run_measuring_process
 
@@ -78,19 +77,23 @@ class LlamaCppProfiler(Profiler):
     # worker whose values differ is refused (search.workers.check_fingerprint).
     fingerprint_keys = ("runtime", "quant")
 
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        self.config = build_options(LlamaCppOptions, options, key="search.profiler.options")
+    options_class = LlamaCppOptions
+
+    def __init__(self, options: Any = None):
+        super().__init__(options)
         self._runtime: str | None = None
+
+    def estimate_basis(self) -> tuple[int, int]:
+        return self.options.decode_context, 2  # llama.cpp keeps its KV cache in f16
 
     def fingerprint(self) -> dict[str, Any]:
         if self._runtime is None:
             self._runtime = llama_cpp_runtime()
-        return {**device_fingerprint(self.config.threads), "runtime": self._runtime, "quant": self.config.quant}
+        return {**device_fingerprint(self.options.threads), "runtime": self._runtime, "quant": self.options.quant}
 
     def _fallback(self, model_config: dict[str, Any], reason: str) -> dict[str, Any]:
-        timing = {k: v for k, v in asdict(self.config).items() if k in TimingOptions.__dataclass_fields__}
-        result = LocalCPUProfiler(**{**timing, **self.config.fallback_options}).profile(model_config)
+        timing = {k: v for k, v in asdict(self.options).items() if k in TimingOptions.__dataclass_fields__}
+        result = LocalCPUProfiler({**timing, **self.options.fallback_options}).profile(model_config)
         return {**result, "profiler": "local_cpu", "fallback_reason": reason}
 
     @staticmethod
@@ -102,15 +105,15 @@ class LlamaCppProfiler(Profiler):
         return "not runnable by llama.cpp (lfm2): " + "; ".join(problems) if problems else None
 
     def why_not_measurable(self, model_config: dict[str, Any]) -> str | None:
-        return None if self.config.fallback == "local_cpu" else self._export_problems(model_config)
+        return None if self.options.fallback == "local_cpu" else self._export_problems(model_config)
 
     def profile(self, model_config: dict[str, Any]) -> dict[str, Any]:
         reason = self._export_problems(model_config)
         if reason:
-            if self.config.fallback == "local_cpu":
+            if self.options.fallback == "local_cpu":
                 return self._fallback(model_config, reason)
             raise CandidateNotMeasurable(reason)
-        opts = self.config
+        opts = self.options
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="edgesmith-gguf-", dir=opts.work_dir) as tmp:
             exported = run_measuring_process(

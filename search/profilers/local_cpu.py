@@ -15,10 +15,13 @@ import psutil
 
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.profiler import Profiler
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import require_at_least_one
 
 from .measure import DTYPES
 from .timing import SCHEDULES
+
+#: bytes per weight / state value of each measured dtype (the search's analytic estimate uses it)
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 class ProfileError(RuntimeError):
@@ -160,18 +163,18 @@ class LocalCPUProfiler(Profiler):
     """
 
     name = "local_cpu"
+    options_class = LocalCPUOptions
 
-    def __init__(self, **options: Any):
-        super().__init__(**options)
-        self.config = build_options(LocalCPUOptions, options, key="search.profiler.options")
+    def estimate_basis(self) -> tuple[int, int]:
+        return self.options.decode_context, DTYPE_BYTES[self.options.dtype]
 
     def fingerprint(self) -> dict[str, Any]:
-        return device_fingerprint(self.config.threads)
+        return device_fingerprint(self.options.threads)
 
     def profile(self, model_config: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
-        request = {"model_config": model_config, "options": asdict(self.config)}
-        result = run_measuring_process("edgesmith.search.profilers.measure", request, self.config,
+        request = {"model_config": model_config, "options": asdict(self.options)}
+        result = run_measuring_process("edgesmith.search.profilers.measure", request, self.options,
                                        "EDGESMITH_PROFILE", self.name)
         result["profile_s"] = time.perf_counter() - start
         result["fingerprint"] = self.fingerprint()

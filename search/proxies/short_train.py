@@ -30,16 +30,12 @@ from typing import Any, Callable, Optional
 import torch
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.profiler import QualityProxy
-from edgesmith.core.stage_options import build_options, require_at_least_one
+from edgesmith.core.options import require_at_least_one
+from edgesmith.core.profiler import QualityProxy, TrialPruned
 
 from .text_data import BYTE_VOCAB, EncoderFactory, TokenizedText, byte_encoder
 
 TOKENIZERS = ("bytes", "bpe")
-
-
-class ProxyPruned(Exception):
-    """Raised when ``report`` asked to stop: the study turns it into a pruned trial."""
 
 
 @dataclass
@@ -113,13 +109,14 @@ class ShortTrainProxy(QualityProxy):
     """Trains the copy with AdamW and returns its validation bits per byte (lower is better)."""
 
     name = "short_train"
+    options_class = ShortTrainOptions
+    runtime_inputs = ("texts", "texts_fn", "bpe_encoder")
     unit = "bits per byte"
 
-    def __init__(self, texts: list[str] | None = None, texts_fn: Callable[[], list[str]] | None = None,
-                 bpe_encoder: EncoderFactory | None = None, **options: Any):
-        super().__init__(**options)
-        self.config = build_options(ShortTrainOptions, options, key="search.proxy.options")
-        if self.config.tokenizer == "bpe" and bpe_encoder is None:
+    def __init__(self, options: Any = None, *, texts: list[str] | None = None,
+                 texts_fn: Callable[[], list[str]] | None = None, bpe_encoder: EncoderFactory | None = None):
+        super().__init__(options)
+        if self.options.tokenizer == "bpe" and bpe_encoder is None:
             raise ConfigError("search.proxy.options.tokenizer", "bpe",
                               "bytes, or bpe with a BPE trainer passed as bpe_encoder= (the search command "
                               "and stage pass the pipeline's tokenizer)")
@@ -138,7 +135,7 @@ class ShortTrainProxy(QualityProxy):
                                   "a corpus: pass texts=[...] or texts_fn=callable (the search command "
                                   "and stage pass the built-in corpus)")
             texts = list(texts)
-            n_val = self.config.val_documents
+            n_val = self.options.val_documents
             if n_val >= len(texts):
                 raise ConfigError("search.proxy.options.val_documents", n_val,
                                   f"fewer than the corpus's {len(texts)} documents")
@@ -147,13 +144,13 @@ class ShortTrainProxy(QualityProxy):
 
     def vocab_size_for(self, model_config: dict[str, Any]) -> int:
         """The copy's vocabulary: the candidate's with ``bpe``, 256 with ``bytes``."""
-        return int(model_config["vocab_size"]) if self.config.tokenizer == "bpe" else BYTE_VOCAB
+        return int(model_config["vocab_size"]) if self.options.tokenizer == "bpe" else BYTE_VOCAB
 
     def data(self, vocab_size: int) -> tuple[TokenizedText, TokenizedText]:
         """Train and validation tokens for one vocabulary size (tokenized once, then cached)."""
         if vocab_size not in self._data:
             train_docs, val_docs = self.documents()
-            if self.config.tokenizer == "bpe":
+            if self.options.tokenizer == "bpe":
                 encode = self._bpe_encoder(train_docs, vocab_size)  # the tokenizer never sees validation text
             else:
                 encode = byte_encoder
@@ -162,7 +159,7 @@ class ShortTrainProxy(QualityProxy):
             if top >= vocab_size:
                 raise ConfigError("search.space.vocab_size", vocab_size,
                                   f"a vocabulary holding the tokenizer's ids (it produced id {top})")
-            c = self.config
+            c = self.options
             need = (c.seq_len + 1) * c.batch_size + 1
             if len(train) < need:
                 raise ConfigError("search.proxy.options.seq_len", c.seq_len,
@@ -175,13 +172,13 @@ class ShortTrainProxy(QualityProxy):
         return self._data[vocab_size]
 
     def _batch(self, ids: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        c = self.config
+        c = self.options
         starts = torch.randint(0, len(ids) - c.seq_len - 1, (c.batch_size,), generator=gen)
         return torch.stack([ids[s:s + c.seq_len + 1] for s in starts.tolist()])
 
     def bits_per_byte(self, model: torch.nn.Module, val: TokenizedText) -> float:
         """Next-token NLL over all held-out tokens (contiguous windows) in bits per byte predicted."""
-        c = self.config
+        c = self.options
         span = c.seq_len + 1
         n = (len(val) - 1) // c.seq_len  # windows overlap by one token, so every token but the first is predicted
         starts = [i * c.seq_len for i in range(n)]
@@ -204,7 +201,7 @@ class ShortTrainProxy(QualityProxy):
 
         from ..cost import build_config
 
-        c = self.config
+        c = self.options
         vocab = self.vocab_size_for(model_config)
         train, val = self.data(vocab)
         threads_before = torch.get_num_threads()
@@ -229,9 +226,9 @@ class ShortTrainProxy(QualityProxy):
                 if step % c.eval_every == 0 or step == steps:
                     value = self.bits_per_byte(model, val)
                     if not math.isfinite(value):
-                        raise ProxyPruned(f"validation loss diverged at step {step}")
+                        raise TrialPruned(f"validation loss diverged at step {step}")
                     if report is not None and step < steps and report(value, step):
-                        raise ProxyPruned(f"pruned at step {step} with {value:.4f} bits per byte")
+                        raise TrialPruned(f"pruned at step {step} with {value:.4f} bits per byte")
             return value
         finally:
             torch.set_num_threads(threads_before)

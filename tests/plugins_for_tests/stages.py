@@ -19,7 +19,7 @@ class Produce(Stage):
     """Writes ``content`` to a file."""
 
     name = "produce"
-    config_class = ProduceOptions
+    options_class = ProduceOptions
 
     def run(self, ctx):
         path = ctx.out_dir / "data.txt"
@@ -43,7 +43,7 @@ class Count(Stage):
     """Counts to ``steps``, checkpointing after each step; resumes from the last checkpoint."""
 
     name = "count"
-    config_class = CountOptions
+    options_class = CountOptions
 
     def run(self, ctx):
         source = ctx.require("dataset")

@@ -11,19 +11,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgesmith.core.errors import ConfigError
 from edgesmith.core.operator import ModelDims, OperatorOptions, TokenMixer
 
 
 @dataclass
 class CausalMeanOptions(OperatorOptions):
-    """``gate``: multiply the mean by a learned sigmoid gate of the current token."""
+    """``gate``: multiply the mean by a learned sigmoid gate of the current token.
+
+    edgesmith checks keys and types (``gate`` must be true or false); nothing is left for
+    ``validate`` to check against the model dims.
+    """
 
     gate: bool = True
-
-    def validate(self, dims: ModelDims, key: str) -> None:
-        if not isinstance(self.gate, bool):
-            raise ConfigError(f"{key}.gate", self.gate, "true or false")
 
 
 class CausalMean(TokenMixer):

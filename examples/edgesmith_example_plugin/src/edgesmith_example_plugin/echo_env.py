@@ -4,20 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import random
+from dataclasses import dataclass, field
 
 from edgesmith.core.environment import Environment, Task, Verification
+from edgesmith.core.errors import ConfigError
 
 WORDS = ["red", "green", "blue", "cat", "dog", "sun", "moon", "tree", "river", "stone"]
+
+
+@dataclass
+class EchoOptions:
+    """``vocabulary``: the words prompts are made of. edgesmith checks keys and types
+    (a typo names the full key); this class checks only what is specific to echo."""
+
+    vocabulary: list[str] = field(default_factory=lambda: list(WORDS))
+
+    def __post_init__(self) -> None:
+        if len(set(self.vocabulary)) < 2:
+            raise ConfigError("vocabulary", self.vocabulary, "at least two distinct words")
 
 
 class EchoEnvironment(Environment):
     """Tasks: "Repeat: w1 w2 ..."; difficulty = number of words. Reward 1 for an exact echo."""
 
     name = "echo"
+    options_class = EchoOptions
 
     def _task(self, index: int) -> Task:
         rng = random.Random(f"{self.seed}-{index}")
-        words = " ".join(rng.choice(WORDS) for _ in range(max(1, self.difficulty) + 1))
+        words = " ".join(rng.choice(self.options.vocabulary) for _ in range(max(1, self.difficulty) + 1))
         return Task(id=f"echo-{index}", messages=[{"role": "user", "content": f"Repeat: {words}"}],
                     reference=words, solution=words)
 

@@ -1,0 +1,94 @@
+"""Preference pairs at the point where a loop starts: on-policy branches from its first repeat.
+
+A whole-completion pair (a finished trace against a doom loop) tells DPO which of two long
+texts is better, not where they part: a loop is a budget's worth of copies of one unit, and
+the single decision that makes it (going round again instead of moving on) is averaged
+with every other token of both sides. Pushing all of the loop down also pushes down the
+lines a good trace writes once, and the cheapest way out the model then finds is to stop
+early (on the search task: "Final answer" after the first dead end).
+
+A branch pair puts the decision in the open. For a looping completion, the text up to the
+end of the loop's first unit becomes part of the prompt; the policy continues it
+``branches`` times at the sampling temperature; the jury judges each continuation as the
+whole text it makes; the best one, if it beats the loop by ``min_margin``, is ``chosen``
+and the loop's next unit (the repeat itself) is ``rejected``. Both sides share the prefix
+exactly, so the preference is about what comes right after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgesmith.core.environment import Environment, Task
+
+from .preferences import Candidate, PreferencePair, prompt_text
+
+
+@dataclass
+class LoopBranch:
+    """A looping completion split at its first repeat."""
+
+    task: Task
+    prefix: str  # the completion up to the end of the loop's first unit
+    repeat: str  # the unit the loop writes next: the rejected side of the pair
+    loop_text: str  # the whole looping completion, judged beside the continuations
+    loop_score: float
+
+
+def branch_point(loop: Any) -> tuple[int, int] | None:
+    """(token index where the loop's first repeat begins, period), or None without a stable unit."""
+    if not loop.looping:
+        return None
+    if loop.rule == "period":
+        period, repeats = loop.period, loop.repeats
+    elif loop.rule == "near":
+        period, repeats = loop.near_period, loop.near_repeats
+    else:  # an n-gram loop has no unit to cut at
+        return None
+    start = max(0, loop.n_tokens - round(period * repeats))
+    at = start + period
+    return (at, period) if at < loop.n_tokens else None
+
+
+def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text: str,
+               score: float) -> LoopBranch | None:
+    point = branch_point(loop)
+    if point is None:
+        return None
+    at, period = point
+    decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
+    return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
+                      loop_text=text, loop_score=score)
+
+
+def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environment, jury: Any,
+                 loops: list[LoopBranch], *, branches: int, temperature: float, max_new_tokens: int,
+                 round_index: int, seed: int, min_margin: float) -> list[PreferencePair]:
+    """One pair per loop whose best sampled continuation beats it by ``min_margin``."""
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+
+    if not loops or branches < 1:
+        return []
+    continued = generate_completions(model, tokenizer, [b.task for b in loops], n_samples=branches,
+                                     temperature=temperature, max_new_tokens=max_new_tokens,
+                                     seed=seed + 7919 * (round_index + 1), prefixes=[b.prefix for b in loops])
+    pairs = []
+    for branch, continuations in zip(loops, continued):
+        texts = [branch.prefix + c.text for c in continuations]
+        finished = [bool(c.finished) for c in continuations]
+        verdict = jury.score(branch.task, texts, environment, finished)
+        best = max(range(len(texts)), key=lambda i: verdict.scores[i])
+        if verdict.scores[best] - branch.loop_score < max(min_margin, 1e-9):
+            continue
+        candidates = [Candidate(text=c.text, score=verdict.scores[i],
+                                by_judge={k: v[i] for k, v in verdict.by_judge.items()},
+                                finished=finished[i], greedy=False)
+                      for i, c in enumerate(continuations)]
+        pairs.append(PreferencePair(
+            round=round_index, environment=env_name, task_id=branch.task.id,
+            prompt=prompt_text(tokenizer, branch.task) + branch.prefix,
+            chosen=continuations[best].text, rejected=branch.repeat,
+            chosen_score=verdict.scores[best], rejected_score=branch.loop_score,
+            candidates=candidates, prefix=branch.prefix))
+    return pairs

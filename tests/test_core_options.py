@@ -1,0 +1,125 @@
+"""The one options contract: build_options, PluginRef, and PluginManager.build for every kind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from edgesmith.core.errors import ConfigError, PluginError
+from edgesmith.core.hookspecs import KINDS, hookimpl
+from edgesmith.core.options import PluginRef, build_options, check_keys
+from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
+from edgesmith.core.reward import Reward, RewardRuntime
+
+
+@dataclass
+class Inner:
+    depth: int = 2
+    label: str = "x"
+
+
+@dataclass
+class Sample:
+    count: int = 1
+    ratio: float = 0.5
+    flag: bool = False
+    weights: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 2.0})
+    inner: Inner = field(default_factory=Inner)
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError("count", self.count, "an integer >= 1")
+
+
+def test_unknown_keys_name_the_full_key_and_every_accepted_one():
+    with pytest.raises(ConfigError) as info:
+        build_options(Sample, {"cuont": 3}, "dpo.judges[1].options")
+    assert str(info.value) == ("invalid config value dpo.judges[1].options.cuont=3: accepted options of "
+                               "dpo.judges[1].options: count, flag, inner, ratio, weights")
+    assert info.value.key == "dpo.judges[1].options.cuont"
+    with pytest.raises(ConfigError, match=r"^invalid config value n_promts=3: accepted options of eval: model_path, "
+                                          r"count, flag"):
+        check_keys(Sample, {"n_promts": 3}, key="", label="eval", also=("model_path",))
+
+
+def test_types_are_checked_and_value_checks_get_the_full_key():
+    with pytest.raises(ConfigError, match=r"^invalid config value k.count='many': accepted a value of the declared"):
+        build_options(Sample, {"count": "many"}, "k")
+    # OmegaConf would read "yes" as true: a flag must be a bool
+    with pytest.raises(ConfigError, match=r"^invalid config value k.flag='yes': accepted true or false$"):
+        build_options(Sample, {"flag": "yes"}, "k")
+    with pytest.raises(ConfigError, match=r"^invalid config value k.count=0: accepted an integer >= 1$"):
+        build_options(Sample, {"count": 0}, "k")
+    with pytest.raises(ConfigError, match=r"^invalid config value k.inner.depth='deep'"):
+        build_options(Sample, {"inner": {"depth": "deep"}}, "k")
+    with pytest.raises(ConfigError, match=r"^invalid config value k=\[1\]: accepted a mapping of Sample options$"):
+        build_options(Sample, [1], "k")
+
+
+def test_a_given_mapping_replaces_a_dict_default_and_nested_dataclasses_merge():
+    built = build_options(Sample, {"weights": {"c": 3}, "inner": {"label": "y"}, "ratio": 1}, "k")
+    assert built == Sample(ratio=1.0, weights={"c": 3.0}, inner=Inner(depth=2, label="y"))
+    assert build_options(Sample, None, "k") == Sample()
+    assert build_options(Sample, built, "k") is built  # already built: passed through
+
+
+def test_an_options_class_omegaconf_cannot_hold_is_the_plugins_error():
+    @dataclass
+    class Broken:
+        records: tuple[str, ...] | list[str] = ("a",)
+
+    with pytest.raises(PluginError, match=r"Broken \(the options of env.x\) is not a valid options dataclass"):
+        build_options(Broken, {}, "env.x")
+
+
+@dataclass
+class ScaleOptions:
+    factor: float = 2.0
+
+
+class ScaledReward(Reward):
+    """A reward as a third party writes it: typed options, run-time objects from the runtime."""
+
+    name = "scaled"
+    options_class = ScaleOptions
+
+    def __call__(self, prompts, completions, **kwargs):
+        return [self.options.factor * len(self.runtime.tasks) for _ in completions]
+
+
+class _Hooks:
+    @hookimpl
+    def edgesmith_rewards(self):
+        return {"scaled": ScaledReward}
+
+
+def test_the_manager_builds_with_validated_options_and_separate_runtime():
+    manager = PluginManager(load_entry_points=False)
+    manager.register(_Hooks(), name="test-rewards")
+    runtime = RewardRuntime(tasks={"t": ("env", None)})
+    reward = manager.build_ref("reward", {"name": "scaled", "weight": 0.5, "options": {"factor": 3}},
+                               "rl.rewards[2]", runtime=runtime)
+    assert reward.options == ScaleOptions(3.0) and reward.runtime is runtime
+    assert reward(prompts=["p"], completions=["c"]) == [3.0]
+    with pytest.raises(ConfigError, match=r"rl.rewards\[2\].options.facter=3: accepted options of "
+                                          r"rl.rewards\[2\].options: factor$"):
+        manager.build_ref("reward", PluginRef("scaled", 1.0, {"facter": 3}), "rl.rewards[2]", runtime=runtime)
+    with pytest.raises(PluginError, match=r"unknown reward 'scaler' \(config key rl.rewards\[0\].name\); "
+                                          r"registered rewards: scaled"):
+        manager.check_refs("reward", ["scaler"], "rl.rewards")
+    with pytest.raises(ConfigError, match=r"rl.rewards=\[\]: accepted a non-empty list of rewards from: scaled"):
+        manager.check_refs("reward", [], "rl.rewards")
+
+
+def test_every_registered_class_plugin_declares_options_the_contract_can_build():
+    """Operators, stages, environments, judges, rewards, profilers, proxies and formats: all built
+    through the same options contract (benchmarks and commands are functions of the whole config)."""
+    manager = get_plugin_manager()
+    for kind in KINDS:
+        for name, reg in manager.registry(kind).items():
+            if kind in ("benchmark", "command"):
+                continue
+            options_class = reg.implementation.options_class
+            with pytest.raises(ConfigError, match=r"k.no_such_option=1: accepted options of k: "):
+                build_options(options_class, {"no_such_option": 1}, "k")
