@@ -1,7 +1,8 @@
 """The one options contract of every plugin kind, and where each default lives.
 
-Every plugin class (operator, stage, environment, judge, reward, profiler, quality proxy,
-tool-call format) declares ``options_class``: a dataclass whose fields, with their types
+Every plugin (operator, stage, environment, judge, reward, profiler, quality proxy,
+tool-call format; a benchmark or a command through its :class:`~edgesmith.core.command.Benchmark`
+or :class:`~edgesmith.core.command.Command` record) declares ``options_class``: a dataclass whose fields, with their types
 and defaults, are everything a user may set for it. The plugin manager builds a plugin from
 ``(kind, name, raw options, config key)`` (:meth:`PluginManager.build
 <edgesmith.core.plugin_manager.PluginManager.build>`): :func:`build_options` checks unknown
@@ -62,9 +63,11 @@ class PluginChoice:
 def build_options(options_class: type, section: Any, key: str) -> Any:
     """Merges ``section`` (a mapping or None) into ``options_class`` and returns the dataclass.
 
-    Type errors and unknown keys become :class:`ConfigError` naming ``key.<field>`` and the
-    accepted keys; value checks are the dataclass's own ``__post_init__`` (which should
-    raise ConfigError). An instance of ``options_class`` is returned as it is.
+    Type errors and unknown keys become :class:`ConfigError` naming ``key.<field>`` (bare
+    ``<field>`` when ``key`` is empty: a command's top-level options) and the accepted keys,
+    also inside a nested options dataclass (``eval.loop_detector.min_spann``); value checks
+    are the dataclass's own ``__post_init__`` (which should raise ConfigError). An instance
+    of ``options_class`` is returned as it is.
     """
     if isinstance(section, options_class):
         return section
@@ -75,10 +78,14 @@ def build_options(options_class: type, section: Any, key: str) -> Any:
     if not isinstance(section, dict):
         raise ConfigError(key, section, f"a mapping of {options_class.__name__} options")
     check_keys(options_class, section, key)
-    for name in _bool_fields(options_class) & set(section):
+    hints = _field_types(options_class)
+    section = dict(section)
+    for name, value in section.items():
         # OmegaConf would read "yes"/"off"/1 as a bool; a flag given as anything else is a typo.
-        if not isinstance(section[name], bool):
-            raise ConfigError(f"{key}.{name}", section[name], "true or false")
+        if hints.get(name) is bool and not isinstance(value, bool):
+            raise ConfigError(_join(key, name), value, "true or false")
+        if dataclasses.is_dataclass(hints.get(name)) and isinstance(value, (dict, DictConfig)):
+            section[name] = build_options(hints[name], value, _join(key, name))
     try:
         schema = OmegaConf.structured(options_class)
     except OmegaConfBaseException as exc:  # the plugin's own mistake, not the user's
@@ -95,15 +102,15 @@ def build_options(options_class: type, section: Any, key: str) -> Any:
         return OmegaConf.to_object(merged)
     except ConfigError as exc:
         # An options class shared with a command (eval) names its keys bare: name the section too.
-        if exc.key == key or exc.key.startswith(f"{key}."):
+        if not key or exc.key == key or exc.key.startswith(f"{key}."):
             raise
-        raise ConfigError(f"{key}.{exc.key}", exc.value, exc.accepted, exc.detail) from exc
+        raise ConfigError(_join(key, exc.key), exc.value, exc.accepted, exc.detail) from exc
     except OmegaConfBaseException as exc:
         field_name = getattr(exc, "full_key", None) or "?"
         value: Any = section
         for part in str(field_name).split("."):  # the value the user gave, also for nested keys
             value = value.get(part, "?") if isinstance(value, dict) else "?"
-        raise ConfigError(f"{key}.{field_name}", value, "a value of the declared type",
+        raise ConfigError(_join(key, field_name), value, "a value of the declared type",
                           detail=str(exc).splitlines()[0]) from exc
 
 
@@ -116,16 +123,20 @@ def check_keys(options_class: type, section: dict[str, Any], key: str, label: st
     unknown = sorted(set(section) - fields)
     if unknown:
         accepted = [*also, *sorted(fields)]
-        raise ConfigError(f"{key}.{unknown[0]}" if key else unknown[0], section[unknown[0]],
+        raise ConfigError(_join(key, unknown[0]), section[unknown[0]],
                           f"options of {label or key}: {', '.join(accepted) or 'none'}")
 
 
-def _bool_fields(options_class: type) -> set[str]:
+def _join(key: str, name: Any) -> str:
+    """``key.name``, or bare ``name`` under the empty key (a command's top-level options)."""
+    return f"{key}.{name}" if key else str(name)
+
+
+def _field_types(options_class: type) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(options_class)
+        return typing.get_type_hints(options_class)
     except Exception:  # an annotation that does not resolve: OmegaConf's own checks still apply
-        return set()
-    return {name for name, hint in hints.items() if hint is bool}
+        return {}
 
 
 def require_at_least_one(options: Any, section: str, names: tuple[str, ...]) -> None:

@@ -57,6 +57,19 @@ def test_types_are_checked_and_value_checks_get_the_full_key():
         build_options(Sample, [1], "k")
 
 
+def test_nested_options_and_a_commands_top_level_options_name_the_key_as_typed():
+    # a typo inside a nested options dataclass lists that dataclass's keys, not "a value of the declared type"
+    with pytest.raises(ConfigError, match=r"^invalid config value k.inner.detph=3: accepted options of k.inner: "
+                                          r"depth, label$"):
+        build_options(Sample, {"inner": {"detph": 3}}, "k")
+    # a command's options are top-level keys (`edgesmith convert threads=...`): no section to prefix
+    with pytest.raises(ConfigError, match=r"^invalid config value count=0: accepted an integer >= 1$"):
+        build_options(Sample, {"count": 0}, "")
+    with pytest.raises(ConfigError, match=r"^invalid config value inner.depth='deep'"):
+        build_options(Sample, {"inner": {"depth": "deep"}}, "")
+    assert build_options(Sample, {"inner": {"label": "y"}}, "").inner == Inner(2, "y")
+
+
 def test_a_given_mapping_replaces_a_dict_default_and_nested_dataclasses_merge():
     built = build_options(Sample, {"weights": {"c": 3}, "inner": {"label": "y"}, "ratio": 1}, "k")
     assert built == Sample(ratio=1.0, weights={"c": 3.0}, inner=Inner(depth=2, label="y"))
