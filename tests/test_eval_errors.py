@@ -92,3 +92,26 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path, capsys):
     assert "chess" in err and "toolcall" in err and "Traceback" not in err
     assert main(["eval", "n_prompts=2", f"hydra.run.dir={tmp_path}"]) == 1
     assert "model_path" in capsys.readouterr().err
+
+
+def test_loop_detector_thresholds_are_typed_options(tmp_path, capsys):
+    from edgesmith.core.cli import main
+
+    # a typo or a bad threshold is refused before the model is loaded, naming the key as typed
+    assert main(["eval", f"model_path={tmp_path}", "+loop_detector.min_spann=3", f"hydra.run.dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "invalid config value loop_detector.min_spann=3: accepted options of loop_detector: " in err
+    assert "min_span" in err.split("accepted")[1]
+    assert main(["eval", f"model_path={tmp_path}", "loop_detector.ngram_threshold=1.5",
+                 f"hydra.run.dir={tmp_path}"]) == 1
+    assert "invalid config value loop_detector.ngram_threshold=1.5: accepted a number in (0, 1]" in capsys.readouterr().err
+    # the eval stage's section names its own key; the loop judge shares the same thresholds
+    from edgesmith.core.options import build_options
+    from edgesmith.plugins.judges.loop import LoopJudgeOptions
+    from edgesmith.plugins.loops.detector import LoopDetectorOptions
+
+    with pytest.raises(ConfigError, match=r"^invalid config value eval.loop_detector.min_repeats=1: accepted an "
+                                          r"integer >= 2$"):
+        build_options(EvalOptions, {"loop_detector": {"min_repeats": 1}}, "eval")
+    assert build_options(EvalOptions, {"loop_detector": {"min_span": 12}}, "eval").loop_detector.min_span == 12
+    assert issubclass(LoopJudgeOptions, LoopDetectorOptions)

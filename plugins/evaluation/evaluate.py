@@ -13,6 +13,7 @@ per second, plus every completion in ``completions.jsonl``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -198,8 +199,7 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
                 sampled_tasks=options.sampled_prompts, temperature=options.temperature, top_p=options.top_p,
                 max_new_tokens=options.max_new_tokens, batch_size=options.batch_size, seed=options.seed,
                 loop_guard=options.loop_guard, progress=lambda done: progress.advance(bar, done))
-            detector = dict(options.loop_detector)
-            detector.setdefault("numeral_ids", numerals)
+            detector = {**dataclasses.asdict(options.loop_detector), "numeral_ids": numerals}
             by_mode = {"greedy": [[c] for c in rollouts.greedy], "sampled": rollouts.sampled}
             results["environments"][env_name] = {}
             for mode, per_task in by_mode.items():
@@ -217,7 +217,5 @@ def evaluate(options: EvalOptions, model_path: str | Path | None = None, *, mode
 
 
 def _plain(options: EvalOptions) -> dict[str, Any]:
-    import dataclasses
-
     return json.loads(json.dumps(dataclasses.asdict(options), default=str))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from edgesmith.core.errors import ConfigError
+from edgesmith.plugins.loops.detector import LoopDetectorOptions
 
 
 @dataclass
@@ -24,7 +25,8 @@ class EvalOptions:
     ``env_options`` (``{env: {option: value}}``) configure the environments; ``tasks_file``:
     a JSONL file of fixed tasks instead (one ``{"env", "messages", "reference", ...}`` per
     line); ``loop_guard``: stop looping generations early (they still count as loops);
-    ``loop_detector``: options of :func:`edgesmith.plugins.loops.detect_loop`; ``quant``:
+    ``loop_detector``: the loop detector's thresholds
+    (:class:`~edgesmith.plugins.loops.detector.LoopDetectorOptions`); ``quant``:
     ``int8`` evaluates the checkpoint with int8 weight-only linear layers
     (:func:`edgesmith.core.linear.quantize_int8`, bf16 activations) instead of float32.
     """
@@ -43,7 +45,7 @@ class EvalOptions:
     env_options: dict[str, Any] = field(default_factory=dict)
     tasks_file: Optional[str] = None
     loop_guard: bool = False
-    loop_detector: dict[str, Any] = field(default_factory=dict)
+    loop_detector: LoopDetectorOptions = field(default_factory=LoopDetectorOptions)
     quant: Optional[str] = None
 
     def __post_init__(self) -> None:

@@ -11,21 +11,11 @@ from edgesmith.plugins.loops import detector
 
 
 @dataclass
-class LoopJudgeOptions:
+class LoopJudgeOptions(detector.LoopDetectorOptions):
     """``penalty`` for a looping completion; the rest are the loop detector's thresholds
-    (:func:`edgesmith.plugins.loops.detector.detect_loop`, whose defaults they are)."""
+    (:class:`~edgesmith.plugins.loops.detector.LoopDetectorOptions`)."""
 
     penalty: float = -1.0
-    min_span: int = detector.DEFAULT_MIN_SPAN
-    min_repeats: int = detector.DEFAULT_MIN_REPEATS
-    long_span: int = detector.DEFAULT_LONG_SPAN
-    long_repeats: float = detector.DEFAULT_LONG_REPEATS
-    max_edits: float = detector.DEFAULT_MAX_EDITS
-    max_changed: float = detector.DEFAULT_MAX_CHANGED
-    ngram_size: int = detector.DEFAULT_NGRAM_SIZE
-    ngram_window: int = detector.DEFAULT_NGRAM_WINDOW
-    ngram_threshold: float = detector.DEFAULT_NGRAM_THRESHOLD
-    min_ngram_tokens: int = detector.DEFAULT_MIN_NGRAM_TOKENS
 
 
 class LoopJudge(Judge):

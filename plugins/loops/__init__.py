@@ -1,8 +1,8 @@
 """Doom-loop measurement: a detector for finished generations and a streaming guard."""
 
-from .detector import LoopVerdict, detect_loop
+from .detector import LoopDetectorOptions, LoopVerdict, detect_loop
 
-__all__ = ["LoopVerdict", "detect_loop", "LoopGuard"]
+__all__ = ["LoopDetectorOptions", "LoopVerdict", "detect_loop", "LoopGuard"]
 
 
 def __getattr__(name: str):

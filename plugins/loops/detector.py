@@ -77,6 +77,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgesmith.core.errors import ConfigError
+
 DEFAULT_MIN_SPAN = 8
 DEFAULT_MIN_REPEATS = 4
 DEFAULT_LONG_SPAN = 32
@@ -87,6 +89,36 @@ DEFAULT_NGRAM_SIZE = 4
 DEFAULT_NGRAM_WINDOW = 256
 DEFAULT_NGRAM_THRESHOLD = 0.7
 DEFAULT_MIN_NGRAM_TOKENS = 64
+
+
+@dataclass
+class LoopDetectorOptions:
+    """The detector's thresholds, as options a user sets (``eval.loop_detector.<name>``, the
+    ``loop`` judge): :func:`detect_loop` takes them as ``**dataclasses.asdict(options)``."""
+
+    min_span: int = DEFAULT_MIN_SPAN
+    min_repeats: int = DEFAULT_MIN_REPEATS
+    long_span: int = DEFAULT_LONG_SPAN
+    long_repeats: float = DEFAULT_LONG_REPEATS
+    max_edits: float = DEFAULT_MAX_EDITS
+    max_changed: float = DEFAULT_MAX_CHANGED
+    ngram_size: int = DEFAULT_NGRAM_SIZE
+    ngram_window: int = DEFAULT_NGRAM_WINDOW
+    ngram_threshold: float = DEFAULT_NGRAM_THRESHOLD
+    min_ngram_tokens: int = DEFAULT_MIN_NGRAM_TOKENS
+
+    def __post_init__(self) -> None:
+        for name, accepted, ok in (
+            ("min_span", "an integer >= 1", self.min_span >= 1),
+            ("min_repeats", "an integer >= 2", self.min_repeats >= 2),
+            ("long_span", "an integer >= 1", self.long_span >= 1),
+            ("long_repeats", "a number >= 2", self.long_repeats >= 2),
+            ("max_edits", "a number >= 0", self.max_edits >= 0),
+            ("ngram_size", "an integer >= 1", self.ngram_size >= 1),
+            ("ngram_threshold", "a number in (0, 1]", 0.0 < self.ngram_threshold <= 1.0),
+        ):
+            if not ok:
+                raise ConfigError(name, getattr(self, name), accepted)
 
 # Words, single digits, single punctuation marks and whitespace runs: for plain-text input
 # the detector works on these pieces (like edgesmith's tokenizer, which splits numbers into
