@@ -64,6 +64,12 @@ class Environment(ABC):
         functions whose docstring TRL turns into the tool schema. None by default."""
         return []
 
+    @classmethod
+    def offers_rollout_tools(cls) -> bool:
+        """Whether this environment has rollout tools (it overrides :meth:`rollout_tools`);
+        known from the class, so a stage can check its options before building anything."""
+        return cls.rollout_tools is not Environment.rollout_tools
+
     @abstractmethod
     def tasks(self, split: Split, n: int) -> list[Task]:
         """``n`` tasks of ``split``, the same ones for the same seed."""

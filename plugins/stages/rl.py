@@ -20,6 +20,7 @@ from rich.console import Console
 
 from edgesmith.core import distributed
 from edgesmith.core.environment import Environment, Task
+from edgesmith.core.errors import ConfigError
 from edgesmith.core.reward import RewardRuntime
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
@@ -80,6 +81,17 @@ def recovery_examples(model_dir: Path, env_name: str, env: Environment, options:
     return examples, counts
 
 
+def check_rollout_tools(plugins: Any, environments: list[str]) -> None:
+    """``rl.python_tool`` needs an environment with rollout tools (asked of its class, not its name)."""
+    offering = [name for name in plugins.names("environment")
+                if plugins.get("environment", name).offers_rollout_tools()]
+    for name in environments:
+        if not plugins.get("environment", name).offers_rollout_tools():
+            raise ConfigError("rl.python_tool", True, f"only with an environment that offers rollout tools: "
+                                                      f"rl.environments=[{' or '.join(offering) or 'none registered'}]",
+                              detail=f"environment '{name}' has no rollout tools")
+
+
 class RLStage(Stage):
     """GRPO with verifiable rewards, the repetition penalty and a tool-call format reward."""
 
@@ -90,6 +102,8 @@ class RLStage(Stage):
 
     def check(self, cfg: Any, plugins: Any) -> None:
         check_plugin_names(plugins, "environment", self.options.environments, "rl.environments")
+        if self.options.python_tool:
+            check_rollout_tools(plugins, self.options.environments)
         plugins.check_refs("reward", self.options.rewards, "rl.rewards")
         check_init_from(OmegaConf.select(cfg, "init_from", default=None), "init_from")
 

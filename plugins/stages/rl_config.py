@@ -29,10 +29,12 @@ class RLStageConfig:
     ``cold_start_temperature``, else the environment's reference solutions), re-runs SFT
     from the current checkpoint and resumes RL.
 
-    ``python_tool``: the ``python`` environment's sandbox becomes a GRPO tool (multi-turn
-    rollouts: the policy's ``run_python`` calls run, their output comes back as a ``tool``
-    message, up to ``max_tool_calls`` times); GRPO renders one tool list for all prompts, so
-    this needs ``environments=[python]``.
+    ``python_tool``: the environment's rollout tools (:meth:`Environment.rollout_tools
+    <edgesmith.core.environment.Environment.rollout_tools>`: the ``python`` environment's
+    sandbox as ``run_python``) become GRPO tools (multi-turn rollouts: the policy's calls run,
+    their output comes back as a ``tool`` message, up to ``max_tool_calls`` times); GRPO
+    renders one tool list for all prompts, so this needs one environment, one that offers
+    rollout tools (``environments=[python]``).
     """
 
     environments: list[str] = field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
@@ -74,8 +76,9 @@ class RLStageConfig:
             raise ConfigError("rl.cold_start", self.cold_start, ", ".join(COLD_START_MODES))
         if not 0 < self.cold_start_flat_share <= 1:
             raise ConfigError("rl.cold_start_flat_share", self.cold_start_flat_share, "a number in (0, 1]")
-        if self.python_tool and list(self.environments) != ["python"]:
-            raise ConfigError("rl.python_tool", True, "only with rl.environments=[python]",
+        if self.python_tool and len(self.environments) != 1:
+            raise ConfigError("rl.python_tool", True, "only with one environment that offers rollout tools, "
+                                                      "e.g. rl.environments=[python]",
                               detail=f"got environments {list(self.environments)}; GRPO shows one tool list "
                                      "to every prompt")
         if self.max_tool_calls < 1:
