@@ -59,7 +59,7 @@ def edgesmith_toolcall_formats() -> Mapping[str, type]:
 
 @hookspec
 def edgesmith_benchmarks() -> Mapping[str, object]:
-    """Benchmarks for ``edgesmith bench bench=NAME``: callables ``(cfg, out_dir) -> dict``."""
+    """Benchmarks for ``edgesmith bench bench=NAME``: :class:`edgesmith.core.command.Benchmark` objects."""
 
 
 @hookspec

@@ -31,7 +31,9 @@ def _eval(cfg, run_dir):
 @hookimpl
 def edgesmith_commands():
     from edgesmith.core.command import Command
+    from edgesmith.plugins.benchmarks.command import BenchOptions
     from edgesmith.plugins.evaluation.options import EvalOptions
+    from edgesmith.plugins.interop.convert import ConvertOptions
 
     return {
         "eval": Command("eval", "measure doom-loop rate, accuracy, length and speed per environment: "
@@ -41,7 +43,8 @@ def edgesmith_commands():
                           "same storage + study_name on several machines = one study", _search,
                           config_name="search_job"),
         "convert": Command("convert", "convert an LFM2 checkpoint to edgesmith (to=edgesmith) "
-                           "or back (to=lfm2): src=DIR dst=DIR", _convert),
+                           "or back (to=lfm2): src=DIR dst=DIR", _convert, options_class=ConvertOptions),
         "bench": Command("bench", "run a registered benchmark: bench=NAME "
-                         "(model, ...); options in the section named like it", _bench),
+                         "(model_speed, ...); options in the section named like it", _bench,
+                         options_class=BenchOptions),
     }

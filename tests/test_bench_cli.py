@@ -32,6 +32,11 @@ def test_bad_option_is_named_before_any_work(tmp_path, capsys):
     assert main(["bench", "bench=model_speed", "model_speed.dtypes=[float16]", f"hydra.run.dir={tmp_path}"]) == 1
     assert "invalid config value model_speed.dtypes=['float16']" in capsys.readouterr().err
     assert not (tmp_path / "model_speed.json").exists()
+    # a section named like no benchmark (a typo) is refused too, listing what is accepted
+    assert main(["bench", "+modelspeed.repeats=1", f"hydra.run.dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err
+    assert "invalid config value modelspeed={'repeats': 1}: accepted options of bench: model, " in err
+    assert "model_speed" in err.split("accepted")[1]
 
 
 def test_layout_is_the_model_preset_checked_like_every_command(tmp_path, capsys):

@@ -59,6 +59,10 @@ def test_convert_to_edgesmith_and_back(lfm2_dir, tmp_path):
     (["src=somewhere"], "invalid config value dst=None: accepted the directory to write"),
     (["src=a", "dst=b", "to=onnx"], "invalid config value to='onnx': accepted edgesmith or lfm2 or gguf"),
     (["src=/no/such/dir", "dst=b"], "invalid config value src='/no/such/dir': accepted an existing directory"),
+    # ConvertOptions, through the options contract: every key listed, types checked
+    (["+srcc=a", "dst=b"], "invalid config value srcc='a': accepted options of convert: dst, overwrite, quant, src, "
+                           "threads, to"),
+    (["src=a", "dst=b", "threads=all"], "invalid config value threads='all': accepted a value of the declared type"),
 ])
 def test_bad_arguments_name_the_key(tmp_path, capsys, args, message):
     assert convert(tmp_path, *args) == 1

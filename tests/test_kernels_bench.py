@@ -38,7 +38,8 @@ def _wall_ms(fn, opts) -> float:
 
 
 def test_registered_as_kernels():
-    assert get_plugin_manager().get("benchmark", "kernels") is ks.run_kernel_speed
+    benchmark = get_plugin_manager().get("benchmark", "kernels")
+    assert benchmark.function is ks.run_kernel_speed and benchmark.options_class is ks.KernelSpeedOptions
 
 
 @pytest.mark.slow

@@ -5,10 +5,14 @@ from edgesmith.core.hookspecs import hookimpl
 
 @hookimpl
 def edgesmith_benchmarks():
-    from .model_speed import run_model_speed
-    from .kernels_speed import run_kernel_speed
-    from .proxy_rank import run_proxy_rank
-    from .search_profile import run_search_profile
+    from edgesmith.core.command import Benchmark
 
-    return {"model_speed": run_model_speed, "search": run_search_profile, "kernels": run_kernel_speed,
-            "proxy": run_proxy_rank}
+    from .kernels_speed import KernelSpeedOptions, run_kernel_speed
+    from .model_speed import ModelSpeedOptions, run_model_speed
+    from .proxy_rank import ProxyRankOptions, run_proxy_rank
+    from .search_profile import SearchProfileBenchOptions, run_search_profile
+
+    return {"model_speed": Benchmark(run_model_speed, ModelSpeedOptions),
+            "search": Benchmark(run_search_profile, SearchProfileBenchOptions),
+            "kernels": Benchmark(run_kernel_speed, KernelSpeedOptions),
+            "proxy": Benchmark(run_proxy_rank, ProxyRankOptions)}

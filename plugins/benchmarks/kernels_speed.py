@@ -454,11 +454,6 @@ def _plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run_kernel_speed(cfg: Any, out_dir: Path) -> dict:
+def run_kernel_speed(opts: KernelSpeedOptions, cfg: Any, out_dir: Path) -> dict:
     """``edgesmith bench bench=kernels``: options from the ``kernels`` section of the config."""
-    from omegaconf import OmegaConf
-
-    from edgesmith.core.options import build_options
-
-    opts = build_options(KernelSpeedOptions, OmegaConf.select(cfg, SECTION, default=None), SECTION)
     return run_benchmark(opts, Path(out_dir))

@@ -39,7 +39,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgesmith.core.errors import ConfigError
-from edgesmith.core.options import build_options
 
 MODELS = ("edgesmith", "lfm2", "llama")
 DTYPES = ("float32", "bfloat16", "int8")
@@ -430,10 +429,8 @@ def _machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def run_model_speed(cfg: Any, out_dir: Path) -> dict[str, Any]:
-    """The ``model`` benchmark: ``(cfg, out_dir) -> results``; writes model_speed.json and .png."""
-    section = OmegaConf.select(cfg, SECTION, default=None) if cfg is not None else None
-    opts = build_options(ModelSpeedOptions, section, key=SECTION)
+def run_model_speed(opts: ModelSpeedOptions, cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """The ``model_speed`` benchmark of the ``model`` group's layout; writes model_speed.json and .png."""
     lfm2_config = benchmarked_layout(cfg, opts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,7 @@ def trained_bits_per_byte(proxy: Any, model_dir: str) -> float:
     return proxy.bits_per_byte(model, tokenizer_encoder(tokenizer)(val_docs))
 
 
-def run_proxy_rank(cfg: Any, out_dir: Path) -> dict[str, Any]:
+def run_proxy_rank(opts: ProxyRankOptions, cfg: Any, out_dir: Path) -> dict[str, Any]:
     """Proxy vs trained quality for ``candidates`` candidates; prints and returns the rank correlations."""
     from edgesmith.core.pipeline import run_pipeline
     from edgesmith.core.plugin_manager import get_plugin_manager
@@ -142,8 +142,6 @@ def run_proxy_rank(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from edgesmith.search.space import layer_pattern
     from edgesmith.search.study import build_proxy
 
-    section = OmegaConf.select(cfg, SECTION, default=None) if cfg is not None else None
-    opts = build_options(ProxyRankOptions, section, key=SECTION)
     search = search_config(opts)
     plugins = get_plugin_manager()
     proxy = build_proxy(plugins, search.proxy, f"{SECTION}.search.proxy", proxy_inputs(search))

@@ -168,15 +168,11 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
 
 
-def run_search_profile(cfg: Any, out_dir: Path) -> dict[str, Any]:
+def run_search_profile(opts: SearchProfileBenchOptions, cfg: Any, out_dir: Path) -> dict[str, Any]:
     """Runs both parts (see the module docstring) and returns the summary."""
     from edgesmith.search.cost import estimate_cost
     from edgesmith.search.space import layer_pattern
 
-    section = OmegaConf.select(cfg, SECTION, default=None) if cfg is not None else None
-    opts = build_options(SearchProfileBenchOptions, section, key=SECTION)
-    if isinstance(opts.rank, dict):
-        opts.rank = build_options(RankOptions, opts.rank, key=f"{SECTION}.rank")
     candidate = _candidate(cfg)
     console = Console(stderr=True)
     profilers = _profilers(opts.methods)

@@ -3,27 +3,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from omegaconf import OmegaConf
 from rich.console import Console
 
+from edgesmith.core.command import command_options
 from edgesmith.core.errors import ConfigError
 
 TARGETS = ("edgesmith", "lfm2", "gguf")
+
+
+@dataclass
+class ConvertOptions:
+    """What ``edgesmith convert`` reads and writes (conf/convert.yaml says what each target does).
+
+    ``src``/``dst``: directories (``to=gguf``: ``dst`` is one file); ``quant``: the GGUF type
+    (``to=gguf`` only) made on ``threads`` threads (0: all cores); ``overwrite``: write into a
+    non-empty ``dst`` (nothing already there is lost).
+    """
+
+    src: Optional[str] = None
+    dst: Optional[str] = None
+    to: str = "edgesmith"
+    quant: str = "f32"
+    threads: int = 0
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.to not in TARGETS:
+            raise ConfigError("to", self.to, " or ".join(TARGETS))
 
 
 def convert_command(cfg: Any, run_dir: Path) -> Path:
     """Runs one conversion from the composed ``conf/convert.yaml``; returns the written directory."""
     from .lfm2 import export_lfm2, import_lfm2
 
-    src = OmegaConf.select(cfg, "src", default=None)
-    dst = OmegaConf.select(cfg, "dst", default=None)
-    to = OmegaConf.select(cfg, "to", default="edgesmith")
-    overwrite = bool(OmegaConf.select(cfg, "overwrite", default=False))
-    if to not in TARGETS:
-        raise ConfigError("to", to, " or ".join(TARGETS))
+    options, _ = command_options(cfg, ConvertOptions, "convert")
+    src, dst, to, overwrite = options.src, options.dst, options.to, options.overwrite
     source_kind = "an LFM2 checkpoint directory" if to == "edgesmith" else "an edgesmith model directory"
     if src in (None, ""):
         raise ConfigError("src", src, f"{source_kind} (src=DIR)")
@@ -33,7 +51,7 @@ def convert_command(cfg: Any, run_dir: Path) -> Path:
     if not src_path.is_dir():
         raise ConfigError("src", str(src), f"an existing directory: {source_kind}")
     if to == "gguf":
-        return _convert_to_gguf(cfg, src_path, dst_path, overwrite)
+        return _convert_to_gguf(options, src_path, dst_path)
     if src_path.resolve() == dst_path.resolve():
         raise ConfigError("dst", str(dst), "a directory other than src")
     console = Console(stderr=True)
@@ -48,14 +66,13 @@ def convert_command(cfg: Any, run_dir: Path) -> Path:
     return dst_path
 
 
-def _convert_to_gguf(cfg: Any, src: Path, dst: Path, overwrite: bool) -> Path:
+def _convert_to_gguf(options: ConvertOptions, src: Path, dst: Path) -> Path:
     from .gguf import check_gguf_type, export_gguf
 
-    quant = check_gguf_type(OmegaConf.select(cfg, "quant", default="f32"), key="quant")
-    threads = int(OmegaConf.select(cfg, "threads", default=0) or 0)
+    quant = check_gguf_type(options.quant, key="quant")
     console = Console(stderr=True)
     with console.status(f"converting {src} -> {dst} (gguf, {quant})"):
-        export_gguf(src, dst, quant=quant, threads=threads, overwrite=overwrite)
+        export_gguf(src, dst, quant=quant, threads=options.threads, overwrite=options.overwrite)
     console.print(f"wrote GGUF ({quant}, llama.cpp architecture lfm2, {dst.stat().st_size / 2**20:.1f} MiB) "
                   f"to {dst}", highlight=False)
     return dst
