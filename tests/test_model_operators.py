@@ -116,33 +116,47 @@ def test_left_padding_leaves_no_trace(op):
     assert (torch.cat([pieces[0], torch.stack(pieces[1:])]) - alone).abs().max().item() <= 1e-5
 
 
+# gradients on 6 tokens: a window and chunks that small, so the windowed and chunked paths are crossed
+GRAD_DIMS = ModelDims(hidden_size=8, num_attention_heads=2, num_key_value_heads=1, head_dim=4)
+GRAD_OPTIONS = {"swa": {"window": 3}, "gated_deltanet": {"conv_length": 2, "chunk_size": 2},
+                "linear_attn": {"chunk_size": 2}}
+# gqa and swa normalise q and k in float32 (core/rmsnorm.py) even for float64 input: only these
+# get finite differences with a larger step and looser tolerances
+FLOAT32_INSIDE = {"gqa", "swa"}
+
+
 @pytest.mark.parametrize("op", OPERATORS)
 def test_gradients_match_finite_differences(op):
     """Analytic gradients of one operator layer (float64, tiny) against central differences,
     for the input and every parameter."""
-    config = tiny_config(op, hidden_size=8, num_attention_heads=2, num_key_value_heads=1)
-    (cls, options), = config.resolve_operators()[:1]
+    cls = get_plugin_manager().get("operator", op)
+    options = cls.parse_options(GRAD_OPTIONS.get(op, {}), GRAD_DIMS, "model.layers[0]")
     torch.manual_seed(0)
-    layer = cls(config.dims, options).double()
+    layer = cls(GRAD_DIMS, options).double()
     for p in layer.parameters():  # off the init values (ones for norms) so every path matters
         p.data.add_(0.1 * torch.randn_like(p))
     names = [n for n, _ in layer.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_() for p in layer.parameters())
-    x = torch.randn(2, 6, 8, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 6, GRAD_DIMS.hidden_size, dtype=torch.float64, requires_grad=True)
 
     def run(x, *flat):
         return functional_call(layer, dict(zip(names, flat)), (x,))[0]
 
-    # eps and tolerances allow operators whose internals run in float32 on purpose
-    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-4, atol=1e-3, rtol=1e-2, fast_mode=True)
+    tolerances = (dict(eps=1e-4, atol=1e-3, rtol=1e-2, fast_mode=True) if op in FLOAT32_INSIDE
+                  else dict(eps=1e-6, atol=1e-5))
+    assert torch.autograd.gradcheck(run, (x, *params), **tolerances)
 
 
-@pytest.mark.parametrize("op", OPERATORS)
-def test_param_count_matches_real_parameters(op):
-    config = tiny_config(op)
-    for cls, options in config.resolve_operators():
-        layer = cls(config.dims, options)
-        assert cls.param_count(config.dims, options) == sum(p.numel() for p in layer.parameters())
+# the cost model counts each operator's defaults and non-default head layouts
+COUNTED = [(op, {}) for op in OPERATORS] + [
+    ("gated_deltanet", LAYER_OPTIONS["gated_deltanet"]), ("linear_attn", {"num_heads": 3, "head_dim": 5})]
+
+
+@pytest.mark.parametrize("op, raw", COUNTED)
+def test_param_count_matches_real_parameters(op, raw):
+    cls = get_plugin_manager().get("operator", op)
+    options = cls.parse_options(raw, LAYER_DIMS, "model.layers[0]")
+    assert cls.param_count(LAYER_DIMS, options) == sum(p.numel() for p in cls(LAYER_DIMS, options).parameters())
 
 
 @pytest.mark.parametrize("op", OPERATORS)

@@ -1,8 +1,9 @@
 """The recurrent token mixers ``gated_deltanet`` and ``linear_attn``.
 
 Prefill then decode equals the full forward; left padding does not leak into the state;
-parameter and state accounting match the real modules; gated DeltaNet matches the
-transformers Qwen3-Next layer given its weights.
+state accounting matches the real state in every dtype and stays constant in the context;
+gated DeltaNet matches the transformers Qwen3-Next layer given its weights. (Gradients and
+parameter counts: the operator contract suite, tests/test_model_operators.py.)
 """
 
 from __future__ import annotations
@@ -97,26 +98,14 @@ def test_batched_rows_are_independent(name):
     assert (both[1:, 4:] - row1).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("name", sorted(OPERATORS))
-def test_gradcheck_operator_float64(name):
-    dims = ModelDims(hidden_size=6, num_attention_heads=2, num_key_value_heads=1, head_dim=3)
-    raw = {"conv_length": 2, "chunk_size": 2} if name == "gated_deltanet" else {"chunk_size": 2}
-    op = _build(name, raw, dims).double()
-    x = torch.randn(1, 5, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda h: op(h)[0], (x,), eps=1e-6, atol=1e-5)
-    # parameters get gradients too
-    op(x)[0].square().sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in op.parameters())
-
-
 @pytest.mark.parametrize("name, raw", [
     ("gated_deltanet", {}), ("gated_deltanet", OPERATORS["gated_deltanet"]),
     ("linear_attn", {}), ("linear_attn", {"num_heads": 3, "head_dim": 5}),
 ])
-def test_param_count_and_state_bytes_match_the_modules(name, raw):
+def test_state_bytes_match_the_modules_and_stay_constant(name, raw):
+    # param_count and float32 decode state for every operator: tests/test_model_operators.py
     op = _build(name, raw)
     cls, options = type(op), op.options
-    assert cls.param_count(DIMS, options) == sum(p.numel() for p in op.parameters())
     for dtype in (torch.float32, torch.bfloat16):
         state = op.init_state(3, torch.device("cpu"), dtype)
         real = sum(t.numel() * t.element_size() for t in state.values())
