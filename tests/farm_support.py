@@ -53,3 +53,9 @@ def running_trial(storage: str, study_name: str, worker: subprocess.Popen, timeo
                     and t.user_attrs.get("worker", "").endswith(f":{worker.pid}")):
                 return t
     raise AssertionError(f"worker {worker.pid} started no trial within {timeout} s")
+
+
+def still_running(storage: str, study_name: str, number: int) -> bool:
+    """Whether trial ``number`` is still RUNNING: a worker killed now dies mid-trial."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    return study.trials[number].state.name == "RUNNING"

@@ -16,7 +16,7 @@ from edgesmith.core.cli import register_stage_schemas
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.plugin_manager import get_plugin_manager
 from edgesmith.core.validation import model_config_from_cfg
-from farm_support import edgesmith, finish, running_trial, worker_args
+from farm_support import edgesmith, finish, running_trial, still_running, worker_args
 
 
 def test_tiny_study_end_to_end_and_the_exported_model_config(tmp_path):
@@ -66,15 +66,18 @@ def test_two_workers_share_one_journal_study(tmp_path):
 
 def test_sigkilled_worker_trial_is_retried_by_another(tmp_path):
     storage = f"sqlite:///{tmp_path}/farm.db"
-    args = worker_args(storage, "kill", tmp_path / "a", 2, 24576)
-    victim = edgesmith(*args)
+    # The victim's proxy trains 16x longer than the retrying worker's (the proxy's options are
+    # no part of the candidate), so it is still mid-trial when killed however fast the machine:
+    # on an idle one a 24576-token trial (~2.5 s) could finish within the wait below.
+    victim = edgesmith(*worker_args(storage, "kill", tmp_path / "a", 2, 16 * 24576))
     running = running_trial(storage, "kill", victim)
-    time.sleep(1.5)
+    time.sleep(1.5)  # its heartbeat is recorded
+    assert still_running(storage, "kill", running.number), "the victim finished its trial before it was killed"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
 
-    # Same command again: it resumes the study and retries the dead worker's trial.
-    out = finish(edgesmith(*args[:-1], f"hydra.run.dir={tmp_path / 'b'}"))
+    # The same study again: the worker resumes it and retries the dead worker's trial.
+    out = finish(edgesmith(*worker_args(storage, "kill", tmp_path / "b", 2, 24576)))
     study = optuna.load_study(study_name="kill", storage=storage)
     by_number = {t.number: t for t in study.trials}
     assert by_number[running.number].state.name == "FAIL"

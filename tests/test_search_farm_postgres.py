@@ -18,7 +18,7 @@ import sqlalchemy
 from edgesmith.search.report_claim import claim_report
 from edgesmith.search.storage import resolve_storage
 from edgesmith.search.study import run_search
-from farm_support import edgesmith, finish, running_trial, worker_args
+from farm_support import edgesmith, finish, running_trial, still_running, worker_args
 from postgres_cluster import postgres_db, postgres_url  # noqa: F401  (fixtures)
 from test_search_study import tiny
 
@@ -56,9 +56,13 @@ def test_report_claim_has_one_winner_when_workers_race(kind, tmp_path, request):
 def test_three_workers_share_one_postgres_study(tmp_path, postgres_db):
     n_trials = 12  # enough left after the first finished trial for a late joiner to get some, however fast b is
     args = {name: worker_args(postgres_db, "farm", tmp_path / name, n_trials, 8192) for name in "abc"}
+    # the victim's proxy trains 16x longer (no part of the candidate): still mid-trial when
+    # killed, however fast the machine (an 8192-token trial can end within the wait below)
+    args["a"] = worker_args(postgres_db, "farm", tmp_path / "a", n_trials, 16 * 8192)
     victim, steady = edgesmith(*args["a"]), edgesmith(*args["b"])
     killed = running_trial(postgres_db, "farm", victim)
     time.sleep(0.5)  # its heartbeat (every 1 s) is recorded
+    assert still_running(postgres_db, "farm", killed.number), "the victim finished its trial before it was killed"
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     storage = optuna.storages.RDBStorage(postgres_db)
