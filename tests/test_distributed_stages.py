@@ -149,11 +149,13 @@ def _rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process | Non
 
 def test_a_killed_rank_then_a_rerun_resumes_the_stage(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["-m", "edgesmith.core.cli", *pretrain_args(tmp_path, run_dir, batch_size=2, steps=40, save_steps=2)]
+    # 120 steps: on an idle machine 40 finished (and rotated checkpoint-4 away) before the poll saw it
+    args = ["-m", "edgesmith.core.cli", *pretrain_args(tmp_path, run_dir, batch_size=2, steps=120, save_steps=2)]
     launcher = launch(2, args)
     checkpoints = run_dir / "pretrain" / "checkpoints"
     deadline = time.time() + 300
-    while not (checkpoints / "checkpoint-4" / "trainer_state.json").exists():
+    while not [c for c in checkpoints.glob("checkpoint-*/trainer_state.json")
+               if int(c.parent.name.rsplit("-", 1)[1]) >= 4]:
         assert time.time() < deadline and launcher.poll() is None, "no checkpoint before the kill"
         time.sleep(0.2)
     victim = _rank_process(launcher, 1)
@@ -169,6 +171,6 @@ def test_a_killed_rank_then_a_rerun_resumes_the_stage(tmp_path):
     resumed = [e for e in events if e.get("event") == "resume"]
     assert len(resumed) == 1 and int(resumed[0]["resumed_from"].rsplit("-", 1)[1]) >= 4
     steps = [e["step"] for e in events if "loss" in e and e.get("phase") == "pretrain"]
-    assert steps[-1] == 40 and min(s for s in steps if s > int(resumed[0]["resumed_from"].rsplit("-", 1)[1])) \
+    assert steps[-1] == 120 and min(s for s in steps if s > int(resumed[0]["resumed_from"].rsplit("-", 1)[1])) \
         == int(resumed[0]["resumed_from"].rsplit("-", 1)[1]) + 1  # no step redone before the checkpoint
     assert json.loads((run_dir / "pretrain" / "_complete.json").read_text())["artifact"]["kind"] == "model"

@@ -50,7 +50,9 @@ def test_search_traces_backtrack_from_dead_ends_until_the_target_arm():
         assert lines[0] == f"Start at {centre}."
         attempts = lines[1:-1]
         assert all(line.endswith(f"dead end, back to {centre}.") for line in attempts[:-1])
-        assert attempts[-1].endswith(f"reached {target}.")
+        assert attempts[-1].endswith(f"{target}*: reached {target}.")
+        # the star marks the target in the prompt, so a walk that copies it knows it arrived
+        assert f">{target}*" in task.messages[-1]["content"] and task.messages[-1]["content"].count("*") == 2
         firsts = [line.split(":")[0] for line in attempts]  # "Try c>a>b"
         assert len(set(firsts)) == len(firsts)  # an arm is never tried twice in a reference trace
         tried.append(len(attempts))

@@ -14,7 +14,8 @@ from edgesmith.core.options import PluginRef
 from edgesmith.plugins.judges.jury import Jury
 from edgesmith.plugins.stages.dpo import preference_losses, train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
-from edgesmith.plugins.stages.loop_branches import LoopBranch, branch_pairs, branch_point
+from edgesmith.plugins.evaluation.rollout import Completion
+from edgesmith.plugins.stages.loop_branches import LoopBranch, _chosen_side, branch_pairs, branch_point
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
 from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import LettersEnvironment, NeverEnvironment, base_model, registered_test_plugins, run_config
@@ -174,6 +175,23 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
         assert pair.rejected == " the cat" and pair.rejected_score == -1.0
         assert pair.chosen in [c.text for c in pair.candidates] and len(pair.candidates) == 3
         assert pair.chosen_score - pair.rejected_score >= 0.5
+    # one step against one step: the chosen continuation is cut to the repeat's length in tokens
+    stepped = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="the cat" * 40, loop_score=-1.0,
+                          repeat_tokens=2) for t in tasks]
+    kwargs = dict(branches=3, temperature=1.0, max_new_tokens=6, round_index=0, seed=0, min_margin=0.5)
+    cut = branch_pairs(model, tokenizer, "never", env, jury, stepped, **kwargs)
+    whole = branch_pairs(model, tokenizer, "never", env, jury, stepped, chosen="rest", **kwargs)
+    assert [p.chosen for p in whole] == [p.chosen for p in pairs]  # same seed, same continuations
+    assert all(len(short.chosen) < len(full.chosen) for short, full in zip(cut, whole))
+    step = "Try 15>80>70*: reached 70."
+    ids = tokenizer(step + "\nFinal answer: 15,80,70", add_special_tokens=False)["input_ids"]
+    continuation = Completion(text=tokenizer.decode(ids), token_ids=ids, finished=True, n_tokens=len(ids), seconds=0.0)
+    assert _chosen_side(tokenizer, continuation, stepped[0], "rest") == continuation.text
+    n_step = len(tokenizer(step, add_special_tokens=False)["input_ids"])
+    one_step = LoopBranch(task=tasks[0], prefix="", repeat="", loop_text="", loop_score=-1.0, repeat_tokens=n_step)
+    assert _chosen_side(tokenizer, continuation, one_step, "step") == tokenizer.decode(ids[:n_step])
+    with pytest.raises(ValueError, match="chosen='all'"):
+        branch_pairs(model, tokenizer, "never", env, jury, stepped, chosen="all", **kwargs)
     # a loop no continuation beats by the margin gives no pair
     even = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="x", loop_score=0.0) for t in tasks]
     assert branch_pairs(model, tokenizer, "never", env, jury, even, branches=2, temperature=1.0, max_new_tokens=6,
@@ -185,6 +203,12 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
 def test_an_unknown_rejected_mode_is_refused():
     with pytest.raises(ConfigError, match="dpo.rejected"):
         DPOStageConfig(rejected="all")
+
+
+def test_a_branch_pairs_chosen_side_is_one_step_unless_rest_is_asked_for():
+    assert DPOStageConfig().branch_chosen == "step" and DPOStageConfig(branch_chosen="rest").branch_chosen == "rest"
+    with pytest.raises(ConfigError, match=r"dpo.branch_chosen='all': accepted step, rest"):
+        DPOStageConfig(branch_chosen="all")
 
 
 def test_sft_weight_adds_trl_sft_loss_beside_the_preference_loss():

@@ -54,6 +54,7 @@ def test_unknown_plugin_names_of_late_stages_stop_the_run_before_pretrain(tmp_pa
      "dpo.judges[1].options.ngram_sise=3", "ngram_size"),
     ("rl", {"rewards": [{"name": "repetition", "options": {"max_penalty": 2.0}}]},
      "rl.rewards[0].options.max_penalty=2.0", "a number <= 0"),
+    ("dpo", {"branch_chosen": "all"}, "dpo.branch_chosen='all'", "step, rest"),
     # the tool comes from the environment's interface (rollout_tools), not from its name
     ("rl", {"environments": ["letters"], "python_tool": True}, "rl.python_tool=True", "rl.environments=[python]"),
 ])

@@ -76,6 +76,14 @@ def _search(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, An
     trace so far. A model that learns it imperfectly prefers one arm slightly; greedy
     decoding then tries the same arm again and again, while sampling at temperature 1 moves
     on and finishes: the samples DPO prefers and RL rewards.
+
+    The target is starred where it appears (``21>89*``, "to 89*"), and a walk that ends
+    there copies the star (``Try 68>21>89*: reached 89.``), so "dead end or reached" is read
+    off the token before the colon, by the same copying that writes the walk. Without it
+    the model must compare the walk's last node with the target, and whether it learned to
+    was a matter of luck: in runs base1 and base2 (the same recipe, feed-forward width 384
+    against 576) the SFT model labelled 99% and 51% of its tries right; base2's said
+    "reached" at the second try whatever the arm, so it never looped and rarely solved.
     """
     degree, arm_length = 3 + difficulty, 1 + difficulty
     labels = rng.sample(range(10, 100), degree * arm_length + 1)
@@ -85,15 +93,15 @@ def _search(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, An
     rng.shuffle(edges)
     goal_arm = rng.randrange(degree)
     target = arms[goal_arm][-1]
-    edge_text = ", ".join(f"{a}>{b}" for a, b in edges)
-    prompt = f"Edges: {edge_text}. Find the path from {centre} to {target}."
+    edge_text = ", ".join(f"{a}>{b}" + ("*" if b == target else "") for a, b in edges)
+    prompt = f"Edges: {edge_text}. Find the path from {centre} to {target}*."
     order = list(range(degree))
     rng.shuffle(order)
     lines = [f"Start at {centre}."]
     for a in order:
         walk = ">".join(str(v) for v in arms[a])
         if a == goal_arm:
-            lines.append(f"Try {walk}: reached {target}.")
+            lines.append(f"Try {walk}*: reached {target}.")
             break
         lines.append(f"Try {walk}: dead end, back to {centre}.")
     path = arms[goal_arm]

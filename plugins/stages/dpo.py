@@ -134,7 +134,8 @@ class DPOStage(Stage):
                                            temperature=options.temperature, max_new_tokens=options.max_new_tokens,
                                            round_index=round_index, seed=options.seed,
                                            min_margin=options.min_margin, reference_chosen=options.reference_chosen,
-                                           rejected=options.rejected, loop_branches=options.loop_branches)
+                                           rejected=options.rejected, loop_branches=options.loop_branches,
+                                           branch_chosen=options.branch_chosen)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:

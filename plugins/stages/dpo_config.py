@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
+from .loop_branches import BRANCH_CHOSEN
 from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
 
@@ -34,7 +35,9 @@ class DPOStageConfig:
     by ``min_margin``; ``rejected`` (``worst`` or ``each``) picks one rejected completion per
     prompt or pairs every one below the margin; ``loop_branches`` > 0 adds, for each looping
     candidate, a pair at its first repeat: that many sampled continuations, the best against
-    the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``).
+    the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
+    ``branch_chosen`` (``step`` or ``rest``) cuts that continuation to one step (the repeat's
+    length) or keeps all of it.
 
     ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
     (0 turns it off). Without it the preference loss is content to lower both likelihoods
@@ -55,6 +58,7 @@ class DPOStageConfig:
     reference_chosen: bool = True
     rejected: str = "worst"
     loop_branches: int = 0
+    branch_chosen: str = "step"
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     sft_weight: float = 0.0
@@ -79,6 +83,8 @@ class DPOStageConfig:
             raise ConfigError("dpo.sft_weight", self.sft_weight, "a number >= 0 (0: preference loss only)")
         if self.loop_branches < 0:
             raise ConfigError("dpo.loop_branches", self.loop_branches, "an integer >= 0 (0: no branch pairs)")
+        if self.branch_chosen not in BRANCH_CHOSEN:
+            raise ConfigError("dpo.branch_chosen", self.branch_chosen, ", ".join(BRANCH_CHOSEN))
         if self.rejected not in REJECTED:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
         if self.aggregation not in AGGREGATIONS:

@@ -13,6 +13,14 @@ end of the loop's first unit becomes part of the prompt; the policy continues it
 whole text it makes; the best one, if it beats the loop by ``min_margin``, is ``chosen``
 and the loop's next unit (the repeat itself) is ``rejected``. Both sides share the prefix
 exactly, so the preference is about what comes right after it.
+
+With ``chosen="step"`` (the default) the chosen side is cut to the repeat's length in
+tokens: one step against one step, as in step-level DPO (Lai et al., 2024, "Step-DPO").
+Length-normalized DPO averages the log-ratio over each side's tokens, so a whole remaining
+trace as the chosen side dilutes the one token that decides (which arm comes next) by the
+trace's length, and trains on whatever the rest of that sample did (in run e11 the best
+continuations still retried arms and walked edges that do not exist, and won only because
+their final answer was right). ``chosen="rest"`` keeps the whole continuation.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from edgesmith.core.environment import Environment, Task
 
 from .preferences import Candidate, PreferencePair, prompt_text
 
+#: what the chosen side of a branch pair holds: one step (cut to the repeat's length) or the rest
+BRANCH_CHOSEN = ("step", "rest")
+
 
 @dataclass
 class LoopBranch:
@@ -34,6 +45,7 @@ class LoopBranch:
     repeat: str  # the unit the loop writes next: the rejected side of the pair
     loop_text: str  # the whole looping completion, judged beside the continuations
     loop_score: float
+    repeat_tokens: int = 0  # the repeat's length in tokens (0: unknown, the chosen side is not cut)
 
 
 def branch_point(loop: Any) -> tuple[int, int] | None:
@@ -59,13 +71,18 @@ def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text
     at, period = point
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
     return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
-                      loop_text=text, loop_score=score)
+                      loop_text=text, loop_score=score, repeat_tokens=period)
 
 
 def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environment, jury: Any,
                  loops: list[LoopBranch], *, branches: int, temperature: float, max_new_tokens: int,
-                 round_index: int, seed: int, min_margin: float) -> list[PreferencePair]:
-    """One pair per loop whose best sampled continuation beats it by ``min_margin``."""
+                 round_index: int, seed: int, min_margin: float, chosen: str = "step") -> list[PreferencePair]:
+    """One pair per loop whose best sampled continuation beats it by ``min_margin``.
+
+    ``chosen``: ``step`` (the best continuation cut to the repeat's length) or ``rest`` (all of it).
+    """
+    if chosen not in BRANCH_CHOSEN:
+        raise ValueError(f"chosen={chosen!r}: expected one of {', '.join(BRANCH_CHOSEN)}")
     from edgesmith.plugins.evaluation.rollout import generate_completions
 
     if not loops or branches < 1:
@@ -88,7 +105,13 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         pairs.append(PreferencePair(
             round=round_index, environment=env_name, task_id=branch.task.id,
             prompt=prompt_text(tokenizer, branch.task) + branch.prefix,
-            chosen=continuations[best].text, rejected=branch.repeat,
+            chosen=_chosen_side(tokenizer, continuations[best], branch, chosen), rejected=branch.repeat,
             chosen_score=verdict.scores[best], rejected_score=branch.loop_score,
             candidates=candidates, prefix=branch.prefix))
     return pairs
+
+
+def _chosen_side(tokenizer: Any, continuation: Any, branch: LoopBranch, chosen: str) -> str:
+    if chosen == "rest" or branch.repeat_tokens < 1 or continuation.token_ids is None:
+        return continuation.text
+    return tokenizer.decode(list(continuation.token_ids)[:branch.repeat_tokens], skip_special_tokens=False)

@@ -100,7 +100,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       environments: dict[str, Environment], jury: Any, *, samples: int, temperature: float,
                       max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
                       reference_chosen: bool = False, rejected: str = "worst",
-                      loop_branches: int = 0) -> PreferenceRound:
+                      loop_branches: int = 0, branch_chosen: str = "step") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -109,7 +109,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     ``rejected``: ``worst`` (one pair per prompt) or ``each`` (one pair per distinct candidate
     text at least ``min_margin`` below the chosen; the candidates are stored with the first).
     ``loop_branches``: continuations sampled at each distinct looping candidate's first repeat
-    (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair.
+    (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair, whose
+    chosen side is one step or the rest of the best continuation (``branch_chosen``).
     """
     if rejected not in REJECTED:
         raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
@@ -179,7 +180,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                     candidates=candidates if i == 0 else []))
         pairs.extend(branch_pairs(model, tokenizer, env_name, environments[env_name], jury, to_branch,
                                   branches=loop_branches, temperature=temperature, max_new_tokens=max_new_tokens,
-                                  round_index=round_index, seed=seed, min_margin=min_margin))
+                                  round_index=round_index, seed=seed, min_margin=min_margin,
+                                  chosen=branch_chosen))
     return PreferenceRound(pairs=pairs, ties=ties, prompts=len(tasks), candidates=n_candidates, loops=loops)
 
 
