@@ -188,6 +188,16 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
         branch_pairs(model, tokenizer, "never", env, jury, stepped, chosen="all", **kwargs)
     with pytest.raises(ConfigError, match="dpo.branch_chosen"):
         DPOStageConfig(branch_chosen="all")
+    # a continuation whose first step is the repeat again cannot be the chosen step: greedy
+    # continuations (temperature 0) all begin with what the model writes next, made the repeat here
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+
+    nexts = generate_completions(model, tokenizer, tasks, temperature=0.0, max_new_tokens=6, prefixes=["the cat"] * 3)
+    repeats = [LoopBranch(task=t, prefix="the cat", repeat=tokenizer.decode(list(n[0].token_ids)[:2]),
+                          loop_text="the cat" * 40, loop_score=-1.0, repeat_tokens=2) for t, n in zip(tasks, nexts)]
+    greedy_kwargs = {**kwargs, "temperature": 0.0}
+    assert branch_pairs(model, tokenizer, "never", env, jury, repeats, **greedy_kwargs) == []
+    assert len(branch_pairs(model, tokenizer, "never", env, jury, repeats, chosen="rest", **greedy_kwargs)) == 3
     # a loop no continuation beats by the margin gives no pair
     even = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="x", loop_score=0.0) for t in tasks]
     assert branch_pairs(model, tokenizer, "never", env, jury, even, branches=2, temperature=1.0, max_new_tokens=6,

@@ -79,6 +79,8 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
                  round_index: int, seed: int, min_margin: float, chosen: str = "step") -> list[PreferencePair]:
     """One pair per loop whose best sampled continuation beats it by ``min_margin``.
 
+    Only continuations whose chosen side differs from the repeat compete.
+
     ``chosen``: ``step`` (the best continuation cut to the repeat's length) or ``rest`` (all of it).
     """
     if chosen not in BRANCH_CHOSEN:
@@ -95,7 +97,13 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         texts = [branch.prefix + c.text for c in continuations]
         finished = [bool(c.finished) for c in continuations]
         verdict = jury.score(branch.task, texts, environment, finished)
-        best = max(range(len(texts)), key=lambda i: verdict.scores[i])
+        sides = [_chosen_side(tokenizer, c, branch, chosen) for c in continuations]
+        # a continuation that repeats the unit once more and only then moves on would make a
+        # chosen step equal to the rejected one (seen in run base3's pairs): no preference there
+        eligible = [i for i, side in enumerate(sides) if side.strip() != branch.repeat.strip()]
+        if not eligible:
+            continue
+        best = max(eligible, key=lambda i: verdict.scores[i])
         if verdict.scores[best] - branch.loop_score < max(min_margin, 1e-9):
             continue
         candidates = [Candidate(text=c.text, score=verdict.scores[i],
@@ -105,7 +113,7 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         pairs.append(PreferencePair(
             round=round_index, environment=env_name, task_id=branch.task.id,
             prompt=prompt_text(tokenizer, branch.task) + branch.prefix,
-            chosen=_chosen_side(tokenizer, continuations[best], branch, chosen), rejected=branch.repeat,
+            chosen=sides[best], rejected=branch.repeat,
             chosen_score=verdict.scores[best], rejected_score=branch.loop_score,
             candidates=candidates, prefix=branch.prefix))
     return pairs
