@@ -15,7 +15,7 @@ from edgesmith.plugins.judges.jury import Jury
 from edgesmith.plugins.stages.dpo import preference_losses, train_dpo
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.evaluation.rollout import Completion
-from edgesmith.plugins.stages.loop_branches import LoopBranch, _chosen_side, branch_pairs, branch_point
+from edgesmith.plugins.stages.loop_branches import LoopBranch, _chosen_side, branch_pairs, branch_point, first_repeat
 from edgesmith.plugins.stages.preferences import PreferencePair, build_preferences, prompt_text
 from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from stages_support import LettersEnvironment, NeverEnvironment, base_model, registered_test_plugins, run_config
@@ -158,6 +158,27 @@ def test_a_loop_branches_at_its_first_repeat():
     assert branch_point(detect_loop("Start at 15.\nTry 15>66>18: reached 18.", finished=False)) is None
 
 
+def test_a_loop_without_a_stable_period_branches_where_it_first_goes_round():
+    from edgesmith.plugins.loops.detector import detect_loop, text_to_tokens
+
+    a, b = "Try 15>66>18: dead end, back to 15.\n", "Try 15>40>90: dead end, back to 15.\n"
+    text = "Start at 15.\n" + "".join(a if step == "a" else b for step in "abaabbabbabaabbaab")
+    tokens = text_to_tokens(text)
+    unit = len(text_to_tokens(a))
+    verdict = detect_loop(text, finished=False)
+    assert verdict.rule == "ngram" and branch_point(verdict) is None  # no periodic tail to cut at
+    at, length = first_repeat(tokens, min_tokens=unit - 2)
+    # the first re-written step is the third line (a again after a and b), cut where it starts
+    # to copy: the prefix holds a and b once, the repeat is a once (and how the next line begins)
+    prefix, repeat = "".join(tokens[:at]), "".join(tokens[at:at + length])
+    assert text.startswith(prefix + repeat) and prefix.count("66>18") == 1 and prefix.count("40>90") == 1
+    assert repeat.count("66>18") == 1 and "40>90" not in repeat and length < 2 * unit
+    # the phrasing a right trace repeats between different arms is shorter than a step
+    right = "Start at 15.\n" + a + b + "Try 15>70>71*: reached 71.\nFinal answer: 15,70,71"
+    assert first_repeat(text_to_tokens(right), min_tokens=unit - 2) is None
+    assert first_repeat([1, 2, 3], min_tokens=24) is None
+
+
 @pytest.mark.slow
 def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, manager):
     model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
@@ -192,6 +213,16 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
     assert _chosen_side(tokenizer, continuation, one_step, "step") == tokenizer.decode(ids[:n_step])
     with pytest.raises(ValueError, match="chosen='all'"):
         branch_pairs(model, tokenizer, "never", env, jury, stepped, chosen="all", **kwargs)
+    # a continuation whose first step is the repeat again cannot be the chosen step: greedy
+    # continuations (temperature 0) all begin with what the model writes next, made the repeat here
+    from edgesmith.plugins.evaluation.rollout import generate_completions
+
+    nexts = generate_completions(model, tokenizer, tasks, temperature=0.0, max_new_tokens=6, prefixes=["the cat"] * 3)
+    repeats = [LoopBranch(task=t, prefix="the cat", repeat=tokenizer.decode(list(n[0].token_ids)[:2]),
+                          loop_text="the cat" * 40, loop_score=-1.0, repeat_tokens=2) for t, n in zip(tasks, nexts)]
+    greedy_kwargs = {**kwargs, "temperature": 0.0}
+    assert branch_pairs(model, tokenizer, "never", env, jury, repeats, **greedy_kwargs) == []
+    assert len(branch_pairs(model, tokenizer, "never", env, jury, repeats, chosen="rest", **greedy_kwargs)) == 3
     # a loop no continuation beats by the margin gives no pair
     even = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="x", loop_score=0.0) for t in tasks]
     assert branch_pairs(model, tokenizer, "never", env, jury, even, branches=2, temperature=1.0, max_new_tokens=6,

@@ -48,8 +48,36 @@ class LoopBranch:
     repeat_tokens: int = 0  # the repeat's length in tokens (0: unknown, the chosen side is not cut)
 
 
+#: the shortest re-written span that counts as going round again, in tokens: longer than the
+#: phrasing a right search trace repeats (": dead end, back to 74.\nTry 74>" is 20 tokens with
+#: the main job's BPEs), shorter than a re-tried step ("Try 74>13>22: dead end, back to 74.\n", 25)
+MIN_REPEAT_TOKENS = 24
+
+
+def first_repeat(token_ids: list, min_tokens: int = MIN_REPEAT_TOKENS) -> tuple[int, int] | None:
+    """(index, length) of the first place the sequence re-writes >= ``min_tokens`` it already wrote.
+
+    The length is the repeated span, at most the distance back to its first copy (one unit of
+    the repetition). Most loops of the search task have no stable period (the model goes round
+    two or three arms in turn), so the periodic tail starts long after the loop does; this is
+    where it starts. One pass over the ``min_tokens``-grams: linear in the sequence.
+    """
+    ids = list(token_ids)
+    first_at: dict[tuple, int] = {}
+    for at in range(len(ids) - min_tokens + 1):
+        gram = tuple(ids[at:at + min_tokens])
+        earlier = first_at.setdefault(gram, at)
+        if earlier == at:
+            continue
+        length = min_tokens
+        while at + length < len(ids) and ids[earlier + length] == ids[at + length]:
+            length += 1
+        return at, min(length, at - earlier)
+    return None
+
+
 def branch_point(loop: Any) -> tuple[int, int] | None:
-    """(token index where the loop's first repeat begins, period), or None without a stable unit."""
+    """(token index where the periodic tail's first repeat begins, period), or None without a stable unit."""
     if not loop.looping:
         return None
     if loop.rule == "period":
@@ -65,7 +93,10 @@ def branch_point(loop: Any) -> tuple[int, int] | None:
 
 def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text: str,
                score: float) -> LoopBranch | None:
-    point = branch_point(loop)
+    """A looping completion cut at its first repeat (:func:`first_repeat`, else the periodic tail's)."""
+    if not loop.looping:
+        return None
+    point = first_repeat(token_ids) or branch_point(loop)
     if point is None:
         return None
     at, period = point
@@ -78,6 +109,8 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
                  loops: list[LoopBranch], *, branches: int, temperature: float, max_new_tokens: int,
                  round_index: int, seed: int, min_margin: float, chosen: str = "step") -> list[PreferencePair]:
     """One pair per loop whose best sampled continuation beats it by ``min_margin``.
+
+    Only continuations whose chosen side differs from the repeat compete.
 
     ``chosen``: ``step`` (the best continuation cut to the repeat's length) or ``rest`` (all of it).
     """
@@ -95,7 +128,13 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         texts = [branch.prefix + c.text for c in continuations]
         finished = [bool(c.finished) for c in continuations]
         verdict = jury.score(branch.task, texts, environment, finished)
-        best = max(range(len(texts)), key=lambda i: verdict.scores[i])
+        sides = [_chosen_side(tokenizer, c, branch, chosen) for c in continuations]
+        # a continuation that repeats the unit once more and only then moves on would make a
+        # chosen step equal to the rejected one (seen in run base3's pairs): no preference there
+        eligible = [i for i, side in enumerate(sides) if side.strip() != branch.repeat.strip()]
+        if not eligible:
+            continue
+        best = max(eligible, key=lambda i: verdict.scores[i])
         if verdict.scores[best] - branch.loop_score < max(min_margin, 1e-9):
             continue
         candidates = [Candidate(text=c.text, score=verdict.scores[i],
@@ -105,7 +144,7 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         pairs.append(PreferencePair(
             round=round_index, environment=env_name, task_id=branch.task.id,
             prompt=prompt_text(tokenizer, branch.task) + branch.prefix,
-            chosen=_chosen_side(tokenizer, continuations[best], branch, chosen), rejected=branch.repeat,
+            chosen=sides[best], rejected=branch.repeat,
             chosen_score=verdict.scores[best], rejected_score=branch.loop_score,
             candidates=candidates, prefix=branch.prefix))
     return pairs
