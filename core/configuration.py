@@ -7,6 +7,7 @@ is built, with the key, the value and what is accepted.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from transformers import PretrainedConfig
@@ -22,6 +23,11 @@ class EdgeConfig(PretrainedConfig):
 
     model_type = "edgesmith"
     keys_to_ignore_at_inference = ["past_key_values"]
+    # No remote code: the classes are registered with the Auto* factories. TRL builds GRPO's
+    # reference model (rl.beta > 0) through `config.auto_map` when transformers has no class of
+    # the architecture's name, and the attribute must exist for that (and be a mapping for
+    # transformers' own remote-code check).
+    auto_map = MappingProxyType({})
 
     def __init__(
         self,

@@ -115,3 +115,14 @@ def test_python_tool_needs_the_python_environment_alone():
 
     with pytest.raises(ConfigError, match="rl.environments=\\[python\\]"):
         RLStageConfig(environments=["python", "toolcall"], python_tool=True)
+
+
+def test_a_kl_penalty_builds_grpo_reference_model(tmp_path, tmp_path_factory, manager):
+    # rl.beta > 0: TRL loads the reference model itself, from the policy's directory
+    cfg = run_config(tmp_path, ["rl"], init_from=str(base_model(tmp_path_factory)),
+                     rl={"environments": ["letters"], "max_steps": 1, "cold_start": "off", "beta": 0.1,
+                         "prompts_per_step": 2, "num_generations": 2, "max_new_tokens": 8})
+    artifacts = run_pipeline(cfg, tmp_path / "run", manager)
+    assert artifacts["rl"].metadata["steps"] == 1
+    state = json.loads(next((tmp_path / "run" / "rl").rglob("trainer_state.json")).read_text())
+    assert any("kl" in entry for entry in state["log_history"])  # the KL term was computed
