@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import distributed
-from .command import Command
+from .command import BENCHMARK_CONFIG, Command, base_config, section_defaults
 from .errors import EdgesmithError
 from .plugin_manager import PluginManager, get_plugin_manager
 
@@ -47,13 +47,14 @@ def plugins_table(plugins: PluginManager) -> Table:
 
 
 def register_stage_schemas(plugins: PluginManager) -> None:
-    """Stores every registered stage's options dataclass so ``<stage>.<key>=v`` overrides work, and
-    every command's options defaults as ``<command>_options``."""
+    """Stores every registered stage's options dataclass so ``<stage>.<key>=v`` overrides work,
+    every command's options defaults as ``<command>_options``, and every benchmark's as
+    ``benchmark_<name>`` (placed at the section ``<name>``)."""
     from hydra.core.config_store import ConfigStore
 
     import dataclasses
 
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     node = {}
     for name, reg in plugins.registry("stage").items():
@@ -67,13 +68,23 @@ def register_stage_schemas(plugins: PluginManager) -> None:
     ConfigStore.instance().store(name="stage_options", node=node)
     for name, reg in plugins.registry("command").items():
         options_class = getattr(reg.implementation, "options_class", None)
-        if options_class is not None:
+        # A command whose options are a config group's choice (search) gets its values there.
+        if options_class is not None and getattr(reg.implementation, "options_group", None) is None:
             # Plain values, not a typed schema: the command's YAML adds keys of its own (model_path)
             # beside these; build_options checks the types when the command starts. The seed is
             # conf/base.yaml's, at the same top level.
             defaults = OmegaConf.create({k: v for k, v in dataclasses.asdict(options_class()).items()
                                          if k != "seed"})
             ConfigStore.instance().store(name=f"{name}_options", node=defaults)
+    # Each benchmark's defaults as its section (conf/bench.yaml lists the ones it fills), written
+    # only in its options dataclass; keys conf/base.yaml sets there (kernels.backend) stay base's.
+    base = base_config()
+    for name, reg in plugins.registry("benchmark").items():
+        section = OmegaConf.select(base, name, default=None)
+        skip = tuple(section.keys()) if isinstance(section, DictConfig) else ()
+        node = section_defaults(reg.implementation.options_class, skip=skip)
+        if node is not None:
+            ConfigStore.instance().store(name=BENCHMARK_CONFIG.format(name=name), node=node, package=name)
 
 
 def apply_kernel_backend(cfg: Any) -> None:

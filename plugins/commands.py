@@ -34,6 +34,8 @@ def edgesmith_commands():
     from edgesmith.plugins.benchmarks.command import BenchOptions
     from edgesmith.plugins.evaluation.options import EvalOptions
     from edgesmith.plugins.interop.convert import ConvertOptions
+    from edgesmith.plugins.stages.search import SearchStage
+    from edgesmith.search.config import SearchConfig
 
     return {
         "eval": Command("eval", "measure doom-loop rate, accuracy, length and speed per environment: "
@@ -41,7 +43,8 @@ def edgesmith_commands():
                         options_class=EvalOptions),
         "search": Command("search", "search an architecture on this device: search=PRESET (tiny, lfm2_350m); "
                           "same storage + study_name on several machines = one study", _search,
-                          config_name="search_job"),
+                          config_name="search_job", options_class=SearchConfig,
+                          options_group=SearchStage.options_group),
         "convert": Command("convert", "convert an LFM2 checkpoint to edgesmith (to=edgesmith) "
                            "or back (to=lfm2): src=DIR dst=DIR", _convert, options_class=ConvertOptions),
         "bench": Command("bench", "run a registered benchmark: bench=NAME "

@@ -1,8 +1,9 @@
 """Options of an architecture search: the Hydra config group ``search`` as typed dataclasses.
 
 ``conf/search/<preset>.yaml`` fills :class:`SearchConfig`; the ``search`` command and the
-``search`` stage both validate the group with :func:`edgesmith.core.options.build_options`,
-so a typo names the key and the accepted ones.
+``search`` stage both declare it as their options, the ``search`` group's section
+(``options_group``), validated through the one options contract
+(:func:`edgesmith.core.options.build_options`), so a typo names the key and the accepted ones.
 """
 
 from __future__ import annotations

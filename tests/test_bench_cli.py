@@ -39,6 +39,53 @@ def test_bad_option_is_named_before_any_work(tmp_path, capsys):
     assert "model_speed" in err.split("accepted")[1]
 
 
+def test_a_typo_in_a_benchmark_option_names_the_full_key(tmp_path, capsys):
+    assert main(["bench", "bench=model_speed", "+model_speed.repeatz=1", f"hydra.run.dir={tmp_path}"]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert ("invalid config value model_speed.repeatz=1: accepted options of model_speed: clock, decode_contexts, "
+            in err) and "repeats" in err.split("accepted")[1]
+    assert main(["bench", "bench=search", "+search.rank.candidatez=1", f"hydra.run.dir={tmp_path}"]) == 1
+    assert ("invalid config value search.rank.candidatez=1: accepted options of search.rank: candidates, "
+            in " ".join(capsys.readouterr().err.split()))
+    assert not (tmp_path / "model_speed.json").exists()
+
+
+def _compose_bench(overrides):
+    from hydra import compose, initialize_config_module
+
+    from edgesmith.core.cli import register_stage_schemas
+    from edgesmith.core.plugin_manager import get_plugin_manager
+
+    register_stage_schemas(get_plugin_manager())
+    with initialize_config_module("edgesmith.conf", version_base=None):
+        return compose("bench", overrides=overrides)
+
+
+def test_benchmark_defaults_are_written_once_in_their_options_dataclass():
+    """conf/bench.yaml writes no benchmark option: each section is its dataclass's defaults, so
+    `NAME.option=value` overrides them, and documented `+`/`++` overrides keep working."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from edgesmith.core.command import section_defaults
+    from edgesmith.core.plugin_manager import get_plugin_manager
+
+    assert set(OmegaConf.load(str(files("edgesmith.conf") / "bench.yaml"))) == {"defaults"}
+    cfg, plugins = _compose_bench([]), get_plugin_manager()
+    for name in ("model_speed", "search", "kernels"):
+        section = {k: v for k, v in OmegaConf.to_container(cfg[name]).items() if k != "backend"}
+        # kernels.backend is conf/base.yaml's
+        assert section == section_defaults(plugins.get("benchmark", name).options_class, skip=("backend",))
+    cfg = _compose_bench(["model_speed.repeats=1", "kernels.heads=8", "search.rank.candidates=0"])
+    assert cfg.model_speed.repeats == 1 and cfg.kernels.heads == 8 and cfg.search.rank.candidates == 0
+    assert cfg.kernels.backend == "auto" and cfg.model_speed.repeats == 1
+    # mappings are not pre-filled: a given one replaces the default instead of merging into it
+    assert "methods" not in cfg.search
+    cfg = _compose_bench(["bench=proxy", "+proxy.candidates=6", "++search.methods={a: {profiler: local_cpu}}"])
+    assert cfg.proxy == {"candidates": 6} and list(cfg.search.methods) == ["a"]
+
+
 def test_layout_is_the_model_preset_checked_like_every_command(tmp_path, capsys):
     """The layout comes from the model group: its dims checks and LFM2's limits name model.* keys."""
     assert main(["bench", "bench=model_speed", "model.num_attention_heads=5", f"hydra.run.dir={tmp_path}"]) == 1

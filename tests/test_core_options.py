@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from edgesmith.core.command import command_options, section_defaults
 from edgesmith.core.errors import ConfigError, PluginError
 from edgesmith.core.hookspecs import KINDS, hookimpl
 from edgesmith.core.options import PluginRef, build_options, check_keys
 from edgesmith.core.plugin_manager import PluginManager, get_plugin_manager
 from edgesmith.core.reward import Reward, RewardRuntime
+from edgesmith.search.config import SearchConfig
 
 
 @dataclass
@@ -130,11 +132,36 @@ def test_every_registered_plugin_declares_options_the_contract_can_build():
     and commands: all built through the same options contract."""
     manager = get_plugin_manager()
     for kind in KINDS:
-        for name, reg in manager.registry(kind).items():
+        for reg in manager.registry(kind).values():
             options_class = reg.implementation.options_class
-            if kind == "command" and name == "search":
-                # its options are the `search` group's section: SearchConfig, the search stage's
-                assert options_class is None and manager.get("stage", "search").options_group == "search"
-                continue
             with pytest.raises(ConfigError, match=r"k.no_such_option=1: accepted options of k: "):
                 build_options(options_class, {"no_such_option": 1}, "k")
+    # the search command's options are the `search` group's section, as the search stage's
+    search_command, search_stage = manager.get("command", "search"), manager.get("stage", "search")
+    assert search_command.options_class is search_stage.options_class is SearchConfig
+    assert search_command.options_group == search_stage.options_group == "search"
+
+
+def test_a_commands_group_options_name_the_full_key_and_the_top_level_accepts_only_the_group():
+    cfg = {"seed": 0, "run_name": "r", "search": {"n_trials": 2}}
+    options, _ = command_options(cfg, SearchConfig, "search", group="search")
+    assert options.n_trials == 2 and options.sampler == SearchConfig().sampler
+    with pytest.raises(ConfigError, match=r"^invalid config value search.n_trails=2: accepted options of search: "
+                                          r"choose, constraints, "):
+        command_options({"search": {"n_trails": 2}}, SearchConfig, "search", group="search")
+    with pytest.raises(ConfigError, match=r"^invalid config value search.n_trials='x': accepted a value of the "
+                                          r"declared type"):
+        command_options({"search": {"n_trials": "x"}}, SearchConfig, "search", group="search")
+    with pytest.raises(ConfigError, match=r"^invalid config value n_trials=2: accepted options of search: search$"):
+        command_options({"search": {}, "n_trials": 2}, SearchConfig, "search", group="search")
+
+
+def test_section_defaults_are_the_dataclass_values_without_mappings_or_skipped_keys():
+    assert section_defaults(Sample) == {"count": 1, "ratio": 0.5, "flag": False, "inner": {"depth": 2, "label": "x"}}
+    assert section_defaults(Sample, skip=("count", "inner")) == {"ratio": 0.5, "flag": False}
+
+    @dataclass
+    class Required:
+        count: int
+
+    assert section_defaults(Required) is None

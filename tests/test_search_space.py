@@ -74,6 +74,26 @@ def test_space_errors_name_the_key_and_accepted_values():
         build_options(SearchConfig, OmegaConf.create({"sampler": "annealing"}), key="search")
 
 
+def test_search_command_options_name_the_full_key(tmp_path, capsys):
+    """`edgesmith search`: its options are the `search` group's section (SearchConfig, as the stage's);
+    a typo there or at the top level is an error naming the key, before any study starts."""
+    from edgesmith.core.cli import main
+
+    assert main(["search", "+search.n_trails=3", f"hydra.run.dir={tmp_path}"]) == 1
+    assert ("invalid config value search.n_trails=3: accepted options of search: choose, constraints, "
+            in " ".join(capsys.readouterr().err.split()))
+    assert main(["search", "search=main", "search.n_trials=many", f"hydra.run.dir={tmp_path}"]) == 1
+    assert "invalid config value search.n_trials='many': accepted a value of the declared type" in \
+        " ".join(capsys.readouterr().err.split())
+    assert main(["search", "+n_trials=3", f"hydra.run.dir={tmp_path}"]) == 1
+    assert "invalid config value n_trials=3: accepted options of search: search" in capsys.readouterr().err
+    assert not (tmp_path / "study.db").exists()
+    # the defaults are SearchConfig's and the preset's: none is stored as a command's `search_options`
+    from hydra.core.config_store import ConfigStore
+
+    assert "search_options.yaml" not in ConfigStore.instance().repo and "eval_options.yaml" in ConfigStore.instance().repo
+
+
 def test_attention_positions():
     assert attention_positions(16, 6, "spread") == sorted(set(attention_positions(16, 6, "spread")))
     assert len(attention_positions(16, 6, "spread")) == 6 and attention_positions(16, 6, "spread")[-1] == 15

@@ -60,12 +60,12 @@ class ModelSpeedOptions:
     repeats: int = 5
     threads: int = 2
     clock: str = "wall"  # or "cpu": the process's CPU time, less disturbed by other jobs on the cores
-    rollout: bool = True
+    rollout: bool = True  # also time batched sampled rollouts vs transformers' generate
     rollout_dtype: str = "float32"
     rollout_prompts: int = 8
     rollout_samples: int = 6
     rollout_new_tokens: int = 128
-    rollout_prompt_min: int = 32
+    rollout_prompt_min: int = 32  # prompt lengths drawn in [min, max]: a left-padded batch
     rollout_prompt_max: int = 96
     models: list[str] = field(default_factory=lambda: list(MODELS))
     seed: int = 0

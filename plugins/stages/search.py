@@ -13,11 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from edgesmith.core.command import command_options
 from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
-from edgesmith.core.options import build_options
 from edgesmith.search.config import SearchConfig
 
 
@@ -45,7 +43,8 @@ def search_command(cfg: Any, run_dir: Path) -> Any:
     from edgesmith.core.plugin_manager import get_plugin_manager
     from edgesmith.search.study import run_search
 
-    options = build_options(SearchConfig, OmegaConf.select(cfg, "search", default=None), key="search")
+    # the `search` group's section is SearchConfig, as for the stage; any other top-level key is an error
+    options, _ = command_options(cfg, SearchConfig, "search", group=SearchStage.options_group)
     return run_search(options, run_dir, get_plugin_manager(), proxy_kwargs=proxy_inputs(options))
 
 
