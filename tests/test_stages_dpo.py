@@ -12,7 +12,7 @@ from edgesmith.core.pipeline import run_pipeline
 from edgesmith.core.stage import StageContext
 from edgesmith.core.options import PluginRef
 from edgesmith.plugins.judges.jury import Jury
-from edgesmith.plugins.stages.dpo import preference_losses, train_dpo
+from edgesmith.plugins.stages.dpo import preference_losses, train_dpo, training_steps
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.evaluation.rollout import Completion
 from edgesmith.plugins.stages.loop_branches import LoopBranch, _chosen_side, branch_pairs, branch_point, first_repeat
@@ -302,3 +302,11 @@ def test_an_interrupted_round_reuses_its_pairs_and_resumes(tmp_path, tmp_path_fa
     assert [r["resumed_from"][-12:] for r in records if r.get("event") == "resume"] == ["checkpoint-2"]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert artifacts["dpo"].path.endswith("round_0/model")
+
+
+def test_a_round_trains_for_its_epochs_unless_steps_are_given():
+    assert training_steps(DPOStageConfig(batch_size=8), 567) == 71
+    assert training_steps(DPOStageConfig(batch_size=8, epochs=2), 567) == 142
+    assert training_steps(DPOStageConfig(batch_size=8, epochs=2, steps_per_round=5), 567) == 5
+    with pytest.raises(ConfigError, match="dpo.epochs"):
+        DPOStageConfig(epochs=0)

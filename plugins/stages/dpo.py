@@ -50,7 +50,7 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
         return final, {"resumed": True}
     model, tokenizer = load_model_and_tokenizer(policy_dir)
     reference, _ = load_model_and_tokenizer(policy_dir)  # frozen: the policy at the start of the round
-    steps = options.steps_per_round or math.ceil(len(pairs) / options.batch_size)
+    steps = training_steps(options, len(pairs))
     checkpoints = work_dir / "checkpoints"
     args = DPOConfig(
         **common_training_arguments(checkpoints, max_steps=steps, batch_size=options.batch_size,
@@ -67,6 +67,11 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
     result = train_with_resume(trainer, checkpoints, ctx, phase)
     save_model_dir(trainer.model, tokenizer, final)
     return final, {"train_loss": result.training_loss, "steps": steps}
+
+
+def training_steps(options: DPOStageConfig, n_pairs: int) -> int:
+    """Optimizer steps of one round: ``steps_per_round``, or ``epochs`` passes over its pairs."""
+    return options.steps_per_round or math.ceil(options.epochs * n_pairs / options.batch_size)
 
 
 def preference_losses(options: DPOStageConfig) -> dict[str, list]:

@@ -29,7 +29,7 @@ class DPOStageConfig:
     the current policy write ``samples`` completions at ``temperature`` plus one greedy
     completion, and lets the jury score them. ``loss_type`` is any DPOTrainer loss;
     ``sigmoid_norm`` (default) is DPO on the per-token average log-ratio (length-normalized).
-    ``steps_per_round`` = 0 means one pass over the round's pairs. A prompt is a tie (no pair)
+    ``steps_per_round`` = 0 means ``epochs`` passes over the round's pairs. A prompt is a tie (no pair)
     when its best and worst candidate differ by less than ``min_margin``; with
     ``reference_chosen`` the task's reference solution is chosen when it beats every sample
     by ``min_margin``; ``rejected`` (``worst`` or ``each``) picks one rejected completion per
@@ -65,6 +65,7 @@ class DPOStageConfig:
     learning_rate: float = 5e-5
     batch_size: int = 4
     steps_per_round: int = 0
+    epochs: float = 1.0
     max_length: int = 512
     save_steps: int = 50
     seed: int = 0
@@ -73,7 +74,9 @@ class DPOStageConfig:
         require_at_least_one(self, "dpo", (
             "prompts_per_environment", "rounds", "samples", "max_new_tokens", "batch_size", "max_length", "save_steps"))
         if self.steps_per_round < 0:
-            raise ConfigError("dpo.steps_per_round", self.steps_per_round, "an integer >= 0 (0: one epoch)")
+            raise ConfigError("dpo.steps_per_round", self.steps_per_round, "an integer >= 0 (0: dpo.epochs passes)")
+        if not self.epochs > 0:
+            raise ConfigError("dpo.epochs", self.epochs, "a positive number of passes over a round's pairs")
         if not self.temperature > 0:
             raise ConfigError("dpo.temperature", self.temperature, "a positive number (the greedy sample is added "
                                                                    "anyway)")
