@@ -7,8 +7,9 @@ with every other token of both sides. Pushing all of the loop down also pushes d
 lines a good trace writes once, and the cheapest way out the model then finds is to stop
 early (on the search task: "Final answer" after the first dead end).
 
-A branch pair puts the decision in the open. For a looping completion, the text up to the
-end of the loop's first unit becomes part of the prompt; the policy continues it
+A branch pair puts the decision in the open. For a looping completion, the text up to where
+it first re-writes what it already wrote (:func:`first_repeat`) becomes part of the prompt;
+the policy continues it
 ``branches`` times at the sampling temperature; the jury judges each continuation as the
 whole text it makes; the best one, if it beats the loop by ``min_margin``, is ``chosen``
 and the loop's next unit (the repeat itself) is ``rejected``. Both sides share the prefix
