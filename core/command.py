@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from omegaconf import OmegaConf
 
-from .options import NoOptions, _field_types, build_options, check_keys
+from .options import NoOptions, field_types, build_options, check_keys
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def section_defaults(options_class: type, skip: tuple[str, ...] = ()) -> dict[st
 
 
 def _defaults(options: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    hints = _field_types(type(options))
+    hints = field_types(type(options))
     node: dict[str, Any] = {}
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)

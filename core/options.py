@@ -78,7 +78,7 @@ def build_options(options_class: type, section: Any, key: str) -> Any:
     if not isinstance(section, dict):
         raise ConfigError(key, section, f"a mapping of {options_class.__name__} options")
     check_keys(options_class, section, key)
-    hints = _field_types(options_class)
+    hints = field_types(options_class)
     section = dict(section)
     for name, value in section.items():
         # OmegaConf would read "yes"/"off"/1 as a bool; a flag given as anything else is a typo.
@@ -132,7 +132,8 @@ def _join(key: str, name: Any) -> str:
     return f"{key}.{name}" if key else str(name)
 
 
-def _field_types(options_class: type) -> dict[str, Any]:
+def field_types(options_class: type) -> dict[str, Any]:
+    """The resolved type annotations of an options dataclass ({} when one does not resolve)."""
     try:
         return typing.get_type_hints(options_class)
     except Exception:  # an annotation that does not resolve: OmegaConf's own checks still apply
