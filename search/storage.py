@@ -132,9 +132,47 @@ def resolve_storage(url: str | None, run_dir: Path, heartbeat_interval_s: int = 
 
 
 def fail_stale(study: optuna.Study) -> None:
-    """Fails trials whose worker stopped beating (and queues their retries); a no-op without heartbeats."""
+    """Fails trials whose worker stopped beating (and queues their retries); a no-op without heartbeats.
+
+    Optuna's own check skips a RUNNING trial that has no heartbeat row at all, which is what a
+    worker killed between creating a trial and its first heartbeat leaves behind: such a trial
+    would hold its place in ``n_trials`` forever. It is failed here too, once it started more
+    than the grace period ago, and goes through the same retry callback.
+    """
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # Optuna wraps an RDBStorage in a cache
+    if isinstance(rdb, RDBStorage) and rdb.heartbeat_interval is not None:
+        for trial_id in _never_beaten_trial_ids(rdb, study._study_id):
+            try:
+                failed = storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:  # another worker failed it first
+                continue
+            callback = storage.get_heartbeat_stale_trial_callback()
+            if failed and callback is not None:
+                callback(study, storage.get_trial(trial_id))
+
+
+def _never_beaten_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
+    """RUNNING trials with no heartbeat row that started more than the grace period ago."""
+    import datetime
+
+    from optuna.storages._rdb import models
+
+    grace = datetime.timedelta(seconds=storage.grace_period or 2 * storage.heartbeat_interval)
+    # Optuna stamps datetime_start with the worker's local clock, so compare with the same clock.
+    now = datetime.datetime.now()
+    session = storage.scoped_session()
+    try:
+        running = (session.query(models.TrialModel)
+                   .filter(models.TrialModel.study_id == study_id,
+                           models.TrialModel.state == optuna.trial.TrialState.RUNNING)
+                   .all())
+        return [t.trial_id for t in running
+                if not t.heartbeats and t.datetime_start is not None and now - t.datetime_start > grace]
+    finally:
+        session.close()
