@@ -310,3 +310,43 @@ def test_a_round_trains_for_its_epochs_unless_steps_are_given():
     assert training_steps(DPOStageConfig(batch_size=8, epochs=2, steps_per_round=5), 567) == 5
     with pytest.raises(ConfigError, match="dpo.epochs"):
         DPOStageConfig(epochs=0)
+
+
+@pytest.mark.slow
+def test_a_retry_in_a_trace_that_ends_is_branched_only_when_repeats_are_asked_for(tmp_path_factory, manager):
+    from edgesmith.plugins.loops.detector import detect_loop
+    from edgesmith.plugins.stages.loop_branches import _rewrites_prefix, split_loop
+
+    model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    ids_of = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    # three steps that share little text with this test's fine-grained tokenizer (one with
+    # the main job's BPEs would keep a search trace's shared phrasing under 24 tokens)
+    a, b, c = ("Try 15>66>18: dead end, back to 15.\n", "Next arm 40 to 90 fails as well, so return.\n",
+               "Arm 70 then 71* gets there.\n")
+    assert min(len(ids_of(a)), len(ids_of(b))) >= 24  # long enough to count as going round again
+    text = "Start at 15.\n" + a + b + a + c + "Final answer: 15,70,71"
+    ids = ids_of(text)
+    loop = detect_loop(ids, True)
+    task = NeverEnvironment(seed=0).tasks("train", 1)[0]
+    assert not loop.looping and split_loop(tokenizer, task, ids, loop, text, 1.0) is None
+    branch = split_loop(tokenizer, task, ids, loop, text, 1.0, any_repeat=True)
+    assert branch is not None and not branch.looping
+    # cut where the re-written span starts (it may take the end of the line before along)
+    assert branch.prefix.startswith("Start at 15.\n" + a + b.rstrip(".\n")) and branch.prefix.count("66>18") == 1
+    assert "Try 15>66>18: dead end" in branch.repeat
+    # a chosen step that retries another arm already in the prefix goes round again too
+    step = lambda text: Completion(text=text, token_ids=ids_of(text), finished=True, n_tokens=0, seconds=0.0)  # noqa: E731
+    assert _rewrites_prefix(branch, step(b + c))
+    assert not _rewrites_prefix(branch, step(c + "Final answer: 15,70,71"))
+    # the margin that pairs a loop does not apply to a retry in a trace that ended: any better
+    # continuation is preferred over the retry (a wrong 0 against -0.4 here)
+    env = NeverEnvironment(seed=0)
+    jury = Jury.from_refs([PluginRef("verifier", 1.0), PluginRef("loop", 1.0)], "weighted_sum", manager)
+    kwargs = dict(branches=2, temperature=1.0, max_new_tokens=6, round_index=0, seed=0, min_margin=1.0)
+    make = lambda looping: [LoopBranch(task=task, prefix="the cat", repeat=" the cat", loop_text="x",  # noqa: E731
+                                       loop_score=-0.4, looping=looping)]
+    assert branch_pairs(model, tokenizer, "never", env, jury, make(True), **kwargs) == []
+    assert len(branch_pairs(model, tokenizer, "never", env, jury, make(False), **kwargs)) == 1
+    assert DPOStageConfig(branch_from="repeats").branch_from == "repeats"
+    with pytest.raises(ConfigError, match=r"dpo.branch_from='all': accepted loops, repeats"):
+        DPOStageConfig(branch_from="all")

@@ -140,7 +140,8 @@ class DPOStage(Stage):
                                            round_index=round_index, seed=options.seed,
                                            min_margin=options.min_margin, reference_chosen=options.reference_chosen,
                                            rejected=options.rejected, loop_branches=options.loop_branches,
-                                           branch_chosen=options.branch_chosen)
+                                           branch_chosen=options.branch_chosen,
+                                           branch_from=options.branch_from)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
-from .loop_branches import BRANCH_CHOSEN
+from .loop_branches import BRANCH_CHOSEN, BRANCH_FROM
 from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
 
@@ -37,7 +37,8 @@ class DPOStageConfig:
     candidate, a pair at its first repeat: that many sampled continuations, the best against
     the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
     ``branch_chosen`` (``step`` or ``rest``) cuts that continuation to one step (the repeat's
-    length) or keeps all of it.
+    length) or keeps all of it; ``branch_from`` (``loops`` or ``repeats``) branches only looping
+    candidates, or also those that re-write a step once (a retry) and still end.
 
     ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
     (0 turns it off). Without it the preference loss is content to lower both likelihoods
@@ -59,6 +60,7 @@ class DPOStageConfig:
     rejected: str = "worst"
     loop_branches: int = 0
     branch_chosen: str = "step"
+    branch_from: str = "loops"
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     sft_weight: float = 0.0
@@ -88,6 +90,8 @@ class DPOStageConfig:
             raise ConfigError("dpo.loop_branches", self.loop_branches, "an integer >= 0 (0: no branch pairs)")
         if self.branch_chosen not in BRANCH_CHOSEN:
             raise ConfigError("dpo.branch_chosen", self.branch_chosen, ", ".join(BRANCH_CHOSEN))
+        if self.branch_from not in BRANCH_FROM:
+            raise ConfigError("dpo.branch_from", self.branch_from, ", ".join(BRANCH_FROM))
         if self.rejected not in REJECTED:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
         if self.aggregation not in AGGREGATIONS:

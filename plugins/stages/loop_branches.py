@@ -35,6 +35,8 @@ from .preferences import Candidate, PreferencePair, prompt_text
 
 #: what the chosen side of a branch pair holds: one step (cut to the repeat's length) or the rest
 BRANCH_CHOSEN = ("step", "rest")
+#: which completions are branched: looping ones, or every one that re-writes a step (a retry)
+BRANCH_FROM = ("loops", "repeats")
 
 
 @dataclass
@@ -47,6 +49,8 @@ class LoopBranch:
     loop_text: str  # the whole looping completion, judged beside the continuations
     loop_score: float
     repeat_tokens: int = 0  # the repeat's length in tokens (0: unknown, the chosen side is not cut)
+    prefix_ids: tuple = ()  # the prefix's token ids, to check that a chosen step does not re-write it
+    looping: bool = True  # False: a repeat inside a completion that went on and ended (branch_from=repeats)
 
 
 #: the shortest re-written span that counts as going round again, in tokens: longer than the
@@ -93,17 +97,22 @@ def branch_point(loop: Any) -> tuple[int, int] | None:
 
 
 def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text: str,
-               score: float) -> LoopBranch | None:
-    """A looping completion cut at its first repeat (:func:`first_repeat`, else the periodic tail's)."""
-    if not loop.looping:
+               score: float, any_repeat: bool = False) -> LoopBranch | None:
+    """A completion cut at its first repeat (:func:`first_repeat`, else a loop's periodic tail).
+
+    Only looping completions are cut unless ``any_repeat``: then a completion that re-writes a
+    step once and still ends (a retried arm on the search task) is cut there too.
+    """
+    if not loop.looping and not any_repeat:
         return None
-    point = first_repeat(token_ids) or branch_point(loop)
+    point = first_repeat(token_ids) or (branch_point(loop) if loop.looping else None)
     if point is None:
         return None
     at, period = point
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
     return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
-                      loop_text=text, loop_score=score, repeat_tokens=period)
+                      loop_text=text, loop_score=score, repeat_tokens=period,
+                      prefix_ids=tuple(token_ids[:at]), looping=bool(loop.looping))
 
 
 def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environment, jury: Any,
@@ -111,7 +120,10 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
                  round_index: int, seed: int, min_margin: float, chosen: str = "step") -> list[PreferencePair]:
     """One pair per loop whose best sampled continuation beats it by ``min_margin``.
 
-    Only continuations whose chosen side differs from the repeat compete.
+    Only continuations whose chosen side neither equals the repeat nor re-writes the prefix
+    itself (another retry) compete. A repeat in a completion that did not loop is paired when
+    the best continuation scores above the completion (any margin): the retry is the mistake,
+    the jury only makes sure the chosen path is not worse.
 
     ``chosen``: ``step`` (the best continuation cut to the repeat's length) or ``rest`` (all of it).
     """
@@ -132,11 +144,13 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         sides = [_chosen_side(tokenizer, c, branch, chosen) for c in continuations]
         # a continuation that repeats the unit once more and only then moves on would make a
         # chosen step equal to the rejected one (seen in run base3's pairs): no preference there
-        eligible = [i for i, side in enumerate(sides) if side.strip() != branch.repeat.strip()]
+        eligible = [i for i, side in enumerate(sides)
+                    if side.strip() != branch.repeat.strip() and not _rewrites_prefix(branch, continuations[i])]
         if not eligible:
             continue
         best = max(eligible, key=lambda i: verdict.scores[i])
-        if verdict.scores[best] - branch.loop_score < max(min_margin, 1e-9):
+        margin = min_margin if branch.looping else 0.0
+        if verdict.scores[best] - branch.loop_score < max(margin, 1e-9):
             continue
         candidates = [Candidate(text=c.text, score=verdict.scores[i],
                                 by_judge={k: v[i] for k, v in verdict.by_judge.items()},
@@ -155,3 +169,11 @@ def _chosen_side(tokenizer: Any, continuation: Any, branch: LoopBranch, chosen: 
     if chosen == "rest" or branch.repeat_tokens < 1 or continuation.token_ids is None:
         return continuation.text
     return tokenizer.decode(list(continuation.token_ids)[:branch.repeat_tokens], skip_special_tokens=False)
+
+
+def _rewrites_prefix(branch: LoopBranch, continuation: Any) -> bool:
+    """Whether the continuation's first step re-writes a span of the prefix (goes round again too)."""
+    if not branch.prefix_ids or continuation.token_ids is None or branch.repeat_tokens < 1:
+        return False
+    step = list(continuation.token_ids)[:branch.repeat_tokens]
+    return first_repeat([*branch.prefix_ids, *step]) is not None

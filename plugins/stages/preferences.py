@@ -100,7 +100,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       environments: dict[str, Environment], jury: Any, *, samples: int, temperature: float,
                       max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
                       reference_chosen: bool = False, rejected: str = "worst",
-                      loop_branches: int = 0, branch_chosen: str = "step") -> PreferenceRound:
+                      loop_branches: int = 0, branch_chosen: str = "step",
+                      branch_from: str = "loops") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -111,6 +112,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     ``loop_branches``: continuations sampled at each distinct looping candidate's first repeat
     (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair, whose
     chosen side is one step or the rest of the best continuation (``branch_chosen``).
+    ``branch_from``: ``loops`` (only looping candidates are branched) or ``repeats`` (also
+    every candidate that re-writes a step once and still ends).
     """
     if rejected not in REJECTED:
         raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
@@ -149,7 +152,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                         if c.token_ids is not None else detect_loop(c.text, c.finished))
                 loops += loop.looping
                 if loop_branches and c.token_ids is not None and c.text not in branched:
-                    branch = split_loop(tokenizer, task, list(c.token_ids), loop, c.text, verdict.scores[i])
+                    branch = split_loop(tokenizer, task, list(c.token_ids), loop, c.text, verdict.scores[i],
+                                        any_repeat=branch_from == "repeats")
                     if branch is not None:
                         branched.add(c.text)
                         to_branch.append(branch)
