@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from edgesmith.search.storage import fail_stale, resolve_storage
+
+# study.ask() on a heartbeat storage is what these tests mean to do (a worker that never beat)
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
 
 
 def _study(tmp_path, grace_period_s: int):
