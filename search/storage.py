@@ -168,7 +168,10 @@ def _never_beaten_trial_ids(storage: RDBStorage, study_id: int) -> list[int]:
     now = datetime.datetime.now()
     session = storage.scoped_session()
     try:
+        from sqlalchemy.orm import selectinload
+
         running = (session.query(models.TrialModel)
+                   .options(selectinload(models.TrialModel.heartbeats))  # one query, not one per trial
                    .filter(models.TrialModel.study_id == study_id,
                            models.TrialModel.state == optuna.trial.TrialState.RUNNING)
                    .all())
