@@ -1,5 +1,6 @@
 """The ``convert`` command: LFM2 checkpoint -> edgesmith (``to=edgesmith``), edgesmith -> LFM2
-(``to=lfm2``) or -> a GGUF file llama.cpp runs (``to=gguf quant=TYPE``)."""
+(``to=lfm2``) or -> a GGUF file llama.cpp runs (``to=gguf quant=TYPE``; architecture lfm2 or
+qwen3next, picked from the layers)."""
 
 from __future__ import annotations
 
@@ -67,12 +68,14 @@ def convert_command(cfg: Any, run_dir: Path) -> Path:
 
 
 def _convert_to_gguf(options: ConvertOptions, src: Path, dst: Path) -> Path:
-    from .gguf import check_gguf_type, export_gguf
+    from .gguf import check_gguf_type, export_gguf, gguf_architecture
+    from .lfm2 import read_edge_config
 
     quant = check_gguf_type(options.quant, key="quant")
+    arch = gguf_architecture(read_edge_config(src)).name
     console = Console(stderr=True)
     with console.status(f"converting {src} -> {dst} (gguf, {quant})"):
         export_gguf(src, dst, quant=quant, threads=options.threads, overwrite=options.overwrite)
-    console.print(f"wrote GGUF ({quant}, llama.cpp architecture lfm2, {dst.stat().st_size / 2**20:.1f} MiB) "
+    console.print(f"wrote GGUF ({quant}, llama.cpp architecture {arch}, {dst.stat().st_size / 2**20:.1f} MiB) "
                   f"to {dst}", highlight=False)
     return dst

@@ -1,22 +1,28 @@
 """edgesmith -> GGUF: the file llama.cpp runs, in float or llama.cpp-quantized types.
 
-An edgesmith model of ``short_conv`` and ``gqa`` layers is an LFM2 network (:mod:`.lfm2`), and
-llama.cpp runs LFM2 as its ``lfm2`` architecture. The export therefore goes through the LFM2
-names and lets the ``gguf`` package do every GGUF-specific step:
+llama.cpp runs a fixed list of architectures; the export picks the first of
+:data:`ARCHITECTURES` that runs the model with edgesmith's own arithmetic, each a mapping in its
+own file:
 
-- tensor names: LFM2 name (:func:`.lfm2.edge_to_lfm2_name`) -> GGUF name through
-  ``gguf.TensorNameMap`` for ``MODEL_ARCH.LFM2`` (``blk.{i}.shortconv.in_proj``,
-  ``blk.{i}.attn_q``, ``token_embd_norm`` for the final norm, ...);
-- metadata: ``gguf.GGUFWriter``'s ``add_*`` calls for the keys llama.cpp's ``lfm2`` loader
-  reads (block count, widths, heads, per-layer KV heads (0 marks a conv layer),
-  ``shortconv.l_cache``, RMS epsilon, RoPE base, vocabulary size);
+- ``lfm2`` (:mod:`.gguf_lfm2`): ``short_conv`` + ``gqa`` layers, an LFM2 network;
+- ``qwen3next`` (:mod:`.gguf_qwen3next`): ``gated_deltanet`` + ``gqa`` layers, with exact
+  stand-ins for the parts of Qwen3-Next edgesmith does not have (an attention output gate held
+  open, the SwiGLU as a single-expert mixture).
+
+Everything else is common and left to the ``gguf`` package:
+
+- metadata: ``gguf.GGUFWriter``'s ``add_*`` calls for the keys every llama.cpp loader reads
+  (block count, widths, heads, head size, RMS epsilon, RoPE base, vocabulary size), then the
+  architecture's own;
 - tokenizer: the byte-level BPE's tokens and types plus ``gguf.SpecialVocab`` (merges,
   special token ids, chat template) from the saved tokenizer files;
-- float types (f32, f16, bf16) are written directly, norms and the conv kernels in f32 as
-  llama.cpp expects; quantized types (q8_0, q4_0, q4_k_m, ...) are made from an f32 file by
-  llama.cpp's own quantizer (``llama_model_quantize`` through llama-cpp-python).
+- float types (f32, f16, bf16) are written directly, the tensors each architecture names
+  (norms, conv kernels, biases, ...) in f32 as llama.cpp expects; quantized types (q8_0, q4_0,
+  q4_k_m, ...) are made from an f32 file by llama.cpp's own quantizer
+  (``llama_model_quantize`` through llama-cpp-python).
 
-A model llama.cpp cannot run fails with :class:`ExportError` naming each offending layer.
+A model no architecture runs exactly fails with :class:`ExportError` naming, for each
+architecture, the offending layers and options.
 
 Tokenizer limitation: llama.cpp chooses its pre-tokenizer (the regex that cuts text before BPE
 merges) from a fixed list keyed by ``tokenizer.ggml.pre``; none of them is edgesmith's
@@ -38,7 +44,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -46,10 +52,10 @@ import torch
 from edgesmith.core.configuration import EdgeConfig
 from edgesmith.core.errors import ConfigError
 
-from .lfm2 import (ExportError, _conv_settings, edge_config_to_lfm2, edge_to_lfm2_name, export_problems,
-                   read_edge_config)
+from .gguf_lfm2 import LFM2_GGUF
+from .gguf_qwen3next import QWEN3NEXT_GGUF
+from .lfm2 import ExportError, read_edge_config
 
-GGUF_ARCH = "lfm2"
 #: types the ``gguf`` writer produces directly
 FLOAT_TYPES = ("f32", "f16", "bf16")
 #: types llama.cpp's quantizer produces -> its ``llama_ftype`` constant in llama-cpp-python
@@ -81,57 +87,55 @@ def check_gguf_type(value: Any, key: str = "quant") -> str:
     return name
 
 
+class GGUFArchitecture(Protocol):
+    """How an edgesmith model becomes one llama.cpp architecture (one file per architecture)."""
+
+    name: str  #: llama.cpp's architecture name (``general.architecture``)
+    accepted: str  #: what the mapping accepts, in words, for errors
+
+    def problems(self, config: EdgeConfig) -> list[str]:
+        """Why llama.cpp cannot run ``config`` exactly as this architecture, one line each (empty: it can)."""
+
+    def add_metadata(self, writer: Any, config: EdgeConfig) -> None:
+        """Writes the architecture's keys beyond the common ones."""
+
+    def tensors(self, model: torch.nn.Module) -> Iterator[tuple[str, np.ndarray]]:
+        """(GGUF name, float32 array) of every tensor the file holds."""
+
+    def stays_f32(self, name: str, array: np.ndarray) -> bool:
+        """Whether a tensor is written as float32 whatever the file type."""
+
+
+#: tried in order; the first that runs a model exactly is the one written
+ARCHITECTURES: tuple[GGUFArchitecture, ...] = (LFM2_GGUF, QWEN3NEXT_GGUF)
+
+
+def gguf_export_problems_by_architecture(config: EdgeConfig) -> dict[str, list[str]]:
+    """Architecture name -> why llama.cpp cannot run ``config`` as it (empty list: it can)."""
+    return {arch.name: arch.problems(config) for arch in ARCHITECTURES}
+
+
 def gguf_export_problems(config: EdgeConfig) -> list[str]:
-    """Why llama.cpp's ``lfm2`` cannot run ``config``, one line per problem (empty: it can)."""
-    problems = export_problems(config)
-    ops = {name for name, _ in config.operator_specs()}
-    for needed in ("short_conv", "gqa"):
-        if needed not in ops:
-            # Measured: llama.cpp (llama-cpp-python 0.3.36) aborts in the first llama_decode
-            # (GGML_ASSERT(buffer) in ggml-backend.cpp) when one half of lfm2's hybrid cache is empty.
-            problems.append(f"no layer is {needed}: llama.cpp's lfm2 needs at least one short_conv and one "
-                            f"gqa layer (its hybrid cache fails when one part is empty)")
-    for (length, bias), layers in sorted(_conv_settings(config).items()):
-        if bias:
-            problems.append(f"short_conv layers {layers} have bias=true: llama.cpp's LFM2 short "
-                            "convolution has no bias")
-        if length < 2:
-            problems.append(f"short_conv layers {layers} have conv_length={length}: llama.cpp's LFM2 "
-                            "needs a kernel of at least 2 (it keeps length-1 past inputs)")
-    return problems
+    """Why no llama.cpp architecture runs ``config`` exactly, one ``"<architecture>: <problem>"``
+    line per problem of each architecture; empty when one of them can."""
+    by_arch = gguf_export_problems_by_architecture(config)
+    if any(not problems for problems in by_arch.values()):
+        return []
+    return [f"{name}: {problem}" for name, problems in by_arch.items() for problem in problems]
 
 
-def check_exportable(config: EdgeConfig) -> None:
-    """Raises :class:`ExportError` naming every layer llama.cpp's ``lfm2`` cannot run."""
-    problems = gguf_export_problems(config)
-    if problems:
-        raise ExportError("cannot export to GGUF (llama.cpp architecture lfm2; accepted: layers of "
-                          "short_conv (bias=false, conv_length>=2) and gqa with qk_norm, as in LFM2):\n  - "
-                          + "\n  - ".join(problems))
-
-
-def _gguf_tensors(model: torch.nn.Module, lfm2_config: Any) -> Iterator[tuple[str, np.ndarray]]:
-    """(GGUF name, float32 array) of every tensor, in llama.cpp's layout."""
-    import gguf
-
-    layer_types = list(lfm2_config.layer_types)
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LFM2, len(layer_types))
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight" and lfm2_config.tie_word_embeddings:
-            continue  # llama.cpp reuses token_embd as the output when output.weight is absent
-        lfm2_name = edge_to_lfm2_name(name, layer_types)
-        gguf_name = names.get_name(lfm2_name, try_suffixes=(".weight", ".bias"))
-        if gguf_name is None:
-            raise ExportError(f"tensor {name} (LFM2 name {lfm2_name}) has no GGUF name in llama.cpp's lfm2")
-        data = tensor.detach().to(torch.float32)
-        if gguf_name.endswith("shortconv.conv.weight"):
-            data = data.squeeze(1)  # (hidden, 1, L) depthwise kernel -> llama.cpp's (hidden, L)
-        yield gguf_name, data.numpy()
-
-
-def _stays_f32(name: str, array: np.ndarray) -> bool:
-    # llama.cpp's norm and ssm_conv kernels take f32 operands; they are tiny anyway.
-    return array.ndim <= 1 or name.endswith("_norm.weight") or name.endswith("shortconv.conv.weight")
+def gguf_architecture(config: EdgeConfig) -> GGUFArchitecture:
+    """The architecture ``config`` is written as, or :class:`ExportError` naming, for each
+    architecture, what it accepts and every layer or option it cannot run."""
+    by_arch = gguf_export_problems_by_architecture(config)
+    for arch in ARCHITECTURES:
+        if not by_arch[arch.name]:
+            return arch
+    lines = ["cannot export to GGUF: no llama.cpp architecture runs this model exactly"]
+    for arch in ARCHITECTURES:
+        lines.append(f"{arch.name} (accepted: {arch.accepted}):")
+        lines.extend(f"  - {problem}" for problem in by_arch[arch.name])
+    raise ExportError("\n".join(lines))
 
 
 def _token_entries(tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
@@ -186,7 +190,8 @@ def _load_tokenizer(tokenizer: Any) -> tuple[Any, Path | None]:
 
 def write_gguf(model: torch.nn.Module, path: str | Path, dtype: str = "f32", tokenizer: Any = None,
                name: str = "edgesmith") -> Path:
-    """Writes ``model`` (an :class:`EdgeForCausalLM`) as a float GGUF (``dtype``: f32, f16, bf16).
+    """Writes ``model`` (an :class:`EdgeForCausalLM`) as a float GGUF (``dtype``: f32, f16, bf16) of the
+    llama.cpp architecture :func:`gguf_architecture` picks.
 
     ``tokenizer``: a saved tokenizer directory or a transformers tokenizer (it is written into
     the file); None writes a placeholder vocabulary of ``vocab_size`` entries.
@@ -196,11 +201,10 @@ def write_gguf(model: torch.nn.Module, path: str | Path, dtype: str = "f32", tok
     if dtype not in FLOAT_TYPES:
         raise ConfigError("dtype", dtype, f"one of {', '.join(FLOAT_TYPES)} (quantize with quantize_gguf)")
     config = model.config
-    check_exportable(config)
-    lfm2 = edge_config_to_lfm2(config)
+    arch = gguf_architecture(config)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(str(path), GGUF_ARCH)
+    writer = gguf.GGUFWriter(str(path), arch.name)
     writer.add_name(name)
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "bf16": gguf.LlamaFileType.MOSTLY_BF16}[dtype])
@@ -209,15 +213,12 @@ def write_gguf(model: torch.nn.Module, path: str | Path, dtype: str = "f32", tok
     writer.add_embedding_length(config.hidden_size)
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(config.num_attention_heads)
-    # Per layer: the KV heads of attention layers, 0 for conv layers (how llama.cpp tells them apart).
-    writer.add_head_count_kv([config.num_key_value_heads if kind == "full_attention" else 0
-                              for kind in lfm2.layer_types])
     writer.add_key_length(config.head_dim)
     writer.add_value_length(config.head_dim)
     writer.add_rope_freq_base(float(config.rope_theta))
     writer.add_layer_norm_rms_eps(float(config.norm_eps))
     writer.add_vocab_size(config.vocab_size)
-    writer.add_shortconv_l_cache(int(lfm2.conv_L_cache))
+    arch.add_metadata(writer, config)
 
     tok, tok_dir = _load_tokenizer(tokenizer)
     writer.add_tokenizer_model("gpt2")  # llama.cpp's byte-level BPE
@@ -243,8 +244,8 @@ def write_gguf(model: torch.nn.Module, path: str | Path, dtype: str = "f32", tok
             special.add_to_gguf(writer, quiet=True)
 
     float_type = _float_qtype(dtype)
-    for tensor_name, array in _gguf_tensors(model, lfm2):
-        if _stays_f32(tensor_name, array) or dtype == "f32":
+    for tensor_name, array in arch.tensors(model):
+        if arch.stays_f32(tensor_name, array) or dtype == "f32":
             writer.add_tensor(tensor_name, array)
         elif dtype == "f16":
             writer.add_tensor(tensor_name, array.astype(np.float16))
@@ -300,7 +301,7 @@ def export_gguf(model_or_dir: Any, dst: str | Path, quant: str = "f32", tokenize
         from edgesmith.core.modeling import EdgeForCausalLM
 
         src = Path(model_or_dir)
-        check_exportable(read_edge_config(src))  # before loading any weights
+        gguf_architecture(read_edge_config(src))  # fails before loading any weights
         model = EdgeForCausalLM.from_pretrained(str(src)).eval()
         if tokenizer is None and (src / "tokenizer.json").is_file():
             tokenizer = src

@@ -102,7 +102,7 @@ class LlamaCppProfiler(Profiler):
         from edgesmith.search.cost import build_config
 
         problems = gguf_export_problems(build_config(model_config))
-        return "not runnable by llama.cpp (lfm2): " + "; ".join(problems) if problems else None
+        return "not runnable by llama.cpp: " + "; ".join(problems) if problems else None
 
     def why_not_measurable(self, model_config: dict[str, Any]) -> str | None:
         return None if self.options.fallback == "local_cpu" else self._export_problems(model_config)
