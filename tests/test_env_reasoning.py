@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from edgesmith.core.errors import ConfigError
 from edgesmith.plugins.environments.reasoning import ReasoningEnvironment
 
 
@@ -59,3 +62,29 @@ def test_search_traces_backtrack_from_dead_ends_until_the_target_arm():
         assert env.verify(task, task.solution).correct
     # arms are tried in random order: sometimes the first is right, sometimes every dead end comes first
     assert min(tried) == 1 and max(tried) == 4
+
+
+def test_listed_search_tries_the_centre_edges_in_the_order_the_prompt_lists_them():
+    tasks = ReasoningEnvironment(seed=1, difficulty=1).tasks("train", 40)
+    for task in tasks:
+        centre = task.reference["answer"][0]
+        edges = task.messages[-1]["content"].split("Edges: ")[1].split(". Find")[0].split(", ")
+        from_centre = [i for i, edge in enumerate(edges) if edge.startswith(f"{centre}>")]
+        assert from_centre == list(range(from_centre[0], from_centre[0] + 4))  # they stand together
+        listed = [edges[i].rstrip("*").split(">")[1] for i in from_centre]
+        tried = [line.split(">")[1] for line in task.solution.splitlines()[1:-1]]
+        assert tried == listed[:len(tried)]
+
+
+def test_random_search_order_is_unrelated_to_the_listing_and_bad_orders_are_refused():
+    tasks = ReasoningEnvironment({"arm_order": "random"}, seed=1, difficulty=1).tasks("train", 40)
+    unrelated = 0
+    for task in tasks:
+        centre = task.reference["answer"][0]
+        edges = task.messages[-1]["content"].split("Edges: ")[1].split(". Find")[0].split(", ")
+        listed = [e.rstrip("*").split(">")[1] for e in edges if e.startswith(f"{centre}>")]
+        tried = [line.split(">")[1] for line in task.solution.splitlines()[1:-1]]
+        unrelated += tried != listed[:len(tried)]
+    assert unrelated > 10
+    with pytest.raises(ConfigError, match="env.reasoning.arm_order"):
+        ReasoningEnvironment({"arm_order": "sorted"})

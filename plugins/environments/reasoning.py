@@ -17,7 +17,9 @@ The completion must end with ``Final answer: ...`` (the last such line counts); 
 answer gives reward 0. Star paths are written as comma-separated node numbers.
 
 Options: ``kind`` (``search``, ``star``, ``arithmetic`` or ``mixed`` = star and arithmetic
-alternating; default search).
+alternating; default search); ``arm_order`` of the search traces (``listed``: the centre's
+edges stand together in the prompt and are tried in the order listed; ``random``: edges
+fully shuffled, arms tried in an unrelated random order; default listed, see ``_search``).
 Difficulty 1-5: star graphs have ``2 + d`` arms of ``1 + d`` nodes; arithmetic chains
 have ``2 + 2d`` operations with operands up to ``5 * d``.
 """
@@ -37,6 +39,7 @@ from .synthetic import FINAL_ANSWER, GeneratedEnvironment, final_answer
 SYSTEM = ("Solve the problem step by step. End with a last line of the form "
           f"'{FINAL_ANSWER} <answer>'.")
 KINDS = ("search", "star", "arithmetic", "mixed")
+ARM_ORDERS = ("listed", "random")
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ReasoningOptions:
     """Options of the ``reasoning`` environment."""
 
     kind: str = "search"
+    arm_order: str = "listed"
 
 
 def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
@@ -67,7 +71,7 @@ def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]
     return prompt, solution, {"kind": "star", "answer": path}
 
 
-def _search(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]]:
+def _search(rng: random.Random, difficulty: int, arm_order: str = "listed") -> tuple[str, str, dict[str, Any]]:
     """A star graph solved by depth-first search: arms tried in random order, dead ends backtracked.
 
     The trace makes the loop mechanism of Pipis et al. real: backtracking to the centre is a
@@ -84,19 +88,34 @@ def _search(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, An
     was a matter of luck: in runs base1 and base2 (the same recipe, feed-forward width 384
     against 576) the SFT model labelled 99% and 51% of its tries right; base2's said
     "reached" at the second try whatever the arm, so it never looped and rarely solved.
+
+    ``arm_order="listed"``: the centre's edges stand together in the prompt (in random order,
+    at a random place among the others) and the trace tries the arms in that order, so the
+    next arm is the one listed after the arm just tried: a two-step lookup (which arm came
+    last, what follows it in the list) that a small model learns imperfectly, with "the
+    first arm listed" as the cheap default that retries it. With ``random`` the next arm is
+    any arm not tried yet, a set difference the main job's models never learned at all
+    (``scripts/arm_memory_probe.py``: 0.31 probability on the arm just tried, 0.25 is
+    none), so DPO and RL had no skill to strengthen, only stopping to reward.
     """
     degree, arm_length = 3 + difficulty, 1 + difficulty
     labels = rng.sample(range(10, 100), degree * arm_length + 1)
     centre, rest = labels[0], labels[1:]
     arms = [[centre] + rest[a * arm_length:(a + 1) * arm_length] for a in range(degree)]
-    edges = [(arm[i], arm[i + 1]) for arm in arms for i in range(arm_length)]
-    rng.shuffle(edges)
     goal_arm = rng.randrange(degree)
+    order = list(range(degree))
+    rng.shuffle(order)
+    if arm_order == "listed":
+        edges = [(arm[i], arm[i + 1]) for arm in arms for i in range(1, arm_length)]
+        rng.shuffle(edges)
+        at = rng.randint(0, len(edges))
+        edges[at:at] = [(centre, arms[a][1]) for a in order]
+    else:
+        edges = [(arm[i], arm[i + 1]) for arm in arms for i in range(arm_length)]
+        rng.shuffle(edges)
     target = arms[goal_arm][-1]
     edge_text = ", ".join(f"{a}>{b}" + ("*" if b == target else "") for a, b in edges)
     prompt = f"Edges: {edge_text}. Find the path from {centre} to {target}*."
-    order = list(range(degree))
-    rng.shuffle(order)
     lines = [f"Start at {centre}."]
     for a in order:
         walk = ">".join(str(v) for v in arms[a])
@@ -143,12 +162,17 @@ class ReasoningEnvironment(GeneratedEnvironment):
         super().__init__(options, seed=seed, difficulty=difficulty)
         if self.options.kind not in KINDS:
             raise ConfigError("env.reasoning.kind", self.options.kind, f"one of {', '.join(KINDS)}")
+        if self.options.arm_order not in ARM_ORDERS:
+            raise ConfigError("env.reasoning.arm_order", self.options.arm_order, f"one of {', '.join(ARM_ORDERS)}")
 
     def generate(self, rng: random.Random, index: int) -> Task:
         kind = self.options.kind
         if kind == "mixed":
             kind = "star" if index % 2 == 0 else "arithmetic"
-        prompt, solution, reference = _MAKERS[kind](rng, self.difficulty)
+        if kind == "search":
+            prompt, solution, reference = _search(rng, self.difficulty, self.options.arm_order)
+        else:
+            prompt, solution, reference = _MAKERS[kind](rng, self.difficulty)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
         return Task(id="", messages=messages, reference=reference, solution=solution,
                     metadata={"kind": kind})
