@@ -231,6 +231,35 @@ def test_branch_pairs_prefer_a_continuation_over_the_repeat(tmp_path_factory, ma
         DPOStageConfig(loop_branches=-1)
 
 
+@pytest.mark.slow
+def test_branch_pairs_can_require_a_verified_right_continuation(tmp_path_factory, manager):
+    from edgesmith.core.environment import Verification
+
+    model, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    tasks = NeverEnvironment(seed=0).tasks("train", 3)
+    # the loop judge alone ties every short continuation: the jury's pick is the first one
+    jury = Jury.from_refs([PluginRef("loop", 1.0)], "weighted_sum", manager)
+    loops = [LoopBranch(task=t, prefix="the cat", repeat=" the cat", loop_text="the cat" * 40, loop_score=-1.0)
+             for t in tasks]
+    kwargs = dict(branches=3, temperature=1.0, max_new_tokens=6, round_index=0, seed=0, min_margin=0.5, chosen="rest")
+    never = NeverEnvironment(seed=0)
+    plain = branch_pairs(model, tokenizer, "never", never, jury, loops, **kwargs)
+    assert len(plain) == 3
+    assert branch_pairs(model, tokenizer, "never", never, jury, loops, correct_only=True, **kwargs) == []
+
+    # an environment that accepts one other continuation per task: that one becomes the chosen side
+    right = {t.id: next(c.text for c in p.candidates if c.text != p.chosen) for t, p in zip(tasks, plain)}
+
+    class OneRight(NeverEnvironment):
+        def verify(self, task, completion):
+            ok = completion == "the cat" + right[task.id]
+            return Verification(1.0 if ok else 0.0, ok, {})
+
+    picked = branch_pairs(model, tokenizer, "never", OneRight(seed=0), jury, loops, correct_only=True, **kwargs)
+    assert [p.chosen for p in picked] == [right[t.id] for t in tasks]
+    assert DPOStageConfig().branch_correct_only is False
+
+
 def test_an_unknown_rejected_mode_is_refused():
     with pytest.raises(ConfigError, match="dpo.rejected"):
         DPOStageConfig(rejected="all")

@@ -141,7 +141,8 @@ class DPOStage(Stage):
                                            min_margin=options.min_margin, reference_chosen=options.reference_chosen,
                                            rejected=options.rejected, loop_branches=options.loop_branches,
                                            branch_chosen=options.branch_chosen,
-                                           branch_from=options.branch_from)
+                                           branch_from=options.branch_from,
+                                           branch_correct_only=options.branch_correct_only)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:

@@ -38,7 +38,9 @@ class DPOStageConfig:
     the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
     ``branch_chosen`` (``step`` or ``rest``) cuts that continuation to one step (the repeat's
     length) or keeps all of it; ``branch_from`` (``loops`` or ``repeats``) branches only looping
-    candidates, or also those that re-write a step once (a retry) and still end.
+    candidates, or also those that re-write a step once (a retry) and still end;
+    ``branch_correct_only``: a branch pair's chosen continuation must end with a verified right
+    answer (otherwise the jury's best may be a wrong answer that merely ends).
 
     ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
     (0 turns it off). Without it the preference loss is content to lower both likelihoods
@@ -61,6 +63,7 @@ class DPOStageConfig:
     loop_branches: int = 0
     branch_chosen: str = "step"
     branch_from: str = "loops"
+    branch_correct_only: bool = False
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     sft_weight: float = 0.0

@@ -101,7 +101,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
                       reference_chosen: bool = False, rejected: str = "worst",
                       loop_branches: int = 0, branch_chosen: str = "step",
-                      branch_from: str = "loops") -> PreferenceRound:
+                      branch_from: str = "loops", branch_correct_only: bool = False) -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -113,7 +113,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair, whose
     chosen side is one step or the rest of the best continuation (``branch_chosen``).
     ``branch_from``: ``loops`` (only looping candidates are branched) or ``repeats`` (also
-    every candidate that re-writes a step once and still ends).
+    every candidate that re-writes a step once and still ends). ``branch_correct_only``: only
+    continuations that end with a verified right answer can be a branch pair's chosen side.
     """
     if rejected not in REJECTED:
         raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
@@ -185,7 +186,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
         pairs.extend(branch_pairs(model, tokenizer, env_name, environments[env_name], jury, to_branch,
                                   branches=loop_branches, temperature=temperature, max_new_tokens=max_new_tokens,
                                   round_index=round_index, seed=seed, min_margin=min_margin,
-                                  chosen=branch_chosen))
+                                  chosen=branch_chosen, correct_only=branch_correct_only))
     return PreferenceRound(pairs=pairs, ties=ties, prompts=len(tasks), candidates=n_candidates, loops=loops)
 
 
