@@ -72,7 +72,7 @@ def _star(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str, Any]
 
 
 def _search(rng: random.Random, difficulty: int, arm_order: str = "listed") -> tuple[str, str, dict[str, Any]]:
-    """A star graph solved by depth-first search: arms tried in random order, dead ends backtracked.
+    """A star graph solved by depth-first search: arms tried one by one, dead ends backtracked.
 
     The trace makes the loop mechanism of Pipis et al. real: backtracking to the centre is a
     cheap action repeated in every trace, while the progress step (choose an arm not tried
@@ -148,7 +148,7 @@ def _arithmetic(rng: random.Random, difficulty: int) -> tuple[str, str, dict[str
     return prompt, solution, {"kind": "arithmetic", "answer": value}
 
 
-_MAKERS = {"search": _search, "star": _star, "arithmetic": _arithmetic}
+_MAKERS = {"star": _star, "arithmetic": _arithmetic}  # search: takes arm_order too
 
 
 class ReasoningEnvironment(GeneratedEnvironment):
