@@ -11,8 +11,10 @@ def edgesmith_benchmarks():
     from .model_speed import ModelSpeedOptions, run_model_speed
     from .proxy_rank import ProxyRankOptions, run_proxy_rank
     from .search_profile import SearchProfileBenchOptions, run_search_profile
+    from .train_speed import TrainSpeedOptions, run_train_speed
 
     return {"model_speed": Benchmark(run_model_speed, ModelSpeedOptions),
             "search": Benchmark(run_search_profile, SearchProfileBenchOptions),
             "kernels": Benchmark(run_kernel_speed, KernelSpeedOptions),
-            "proxy": Benchmark(run_proxy_rank, ProxyRankOptions)}
+            "proxy": Benchmark(run_proxy_rank, ProxyRankOptions),
+            "train_speed": Benchmark(run_train_speed, TrainSpeedOptions)}

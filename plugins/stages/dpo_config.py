@@ -7,6 +7,7 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
 from .loop_branches import BRANCH_CHOSEN, BRANCH_FROM
+from .precision import check_precision
 from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
 
@@ -73,9 +74,11 @@ class DPOStageConfig:
     epochs: float = 1.0
     max_length: int = 512
     save_steps: int = 50
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_precision(self.precision, "dpo.precision")
         require_at_least_one(self, "dpo", (
             "prompts_per_environment", "rounds", "samples", "max_new_tokens", "batch_size", "max_length", "save_steps"))
         if self.steps_per_round < 0:

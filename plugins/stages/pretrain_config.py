@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import require_at_least_one
 
+from .precision import check_precision
+
 
 @dataclass
 class PretrainConfig:
@@ -48,9 +50,11 @@ class PretrainConfig:
     learning_rate: float = 3e-3
     warmup_ratio: float = 0.05
     save_steps: int = 100
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_precision(self.precision, "pretrain.precision")
         require_at_least_one(self, "pretrain", ("n_documents", "max_steps", "batch_size", "seq_len", "save_steps",
                                                 "copy_warmup_batch_size"))
         if not self.learning_rate > 0:

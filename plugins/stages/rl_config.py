@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
+from .precision import check_precision
 from .sft_config import DEFAULT_ENVIRONMENTS
 
 COLD_START_MODES = ("off", "report", "auto")
@@ -51,6 +52,7 @@ class RLStageConfig:
     learning_rate: float = 2e-5
     beta: float = 0.0
     save_steps: int = 10
+    precision: str = "fp32"
     seed: int = 0
     cold_start: str = "report"
     cold_start_check_steps: int = 4
@@ -64,6 +66,7 @@ class RLStageConfig:
     cold_start_sft_max_length: int = 2048
 
     def __post_init__(self) -> None:
+        check_precision(self.precision, "rl.precision")
         require_at_least_one(self, "rl", (
             "prompts_per_environment", "max_steps", "prompts_per_step", "max_new_tokens", "save_steps",
             "cold_start_check_steps", "cold_start_tasks", "cold_start_samples", "cold_start_sft_steps"))

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import require_at_least_one
 
+from .precision import check_precision
+
 DEFAULT_ENVIRONMENTS = ["toolcall", "extraction", "reasoning"]
 
 
@@ -30,9 +32,11 @@ class SFTStageConfig:
     warmup_ratio: float = 0.0
     max_length: int = 512
     save_steps: int = 50
+    precision: str = "fp32"
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_precision(self.precision, "sft.precision")
         require_at_least_one(self, "sft", ("tasks_per_environment", "max_steps", "batch_size", "max_length", "save_steps"))
         if not self.learning_rate > 0:
             raise ConfigError("sft.learning_rate", self.learning_rate, "a positive number")

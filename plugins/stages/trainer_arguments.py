@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .library_logging import quiet_libraries
+from .precision import trains_in_bf16
 
 
 def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: int, learning_rate: float,
-                              save_steps: int, seed: int, grad_accum: int = 1, warmup_ratio: float = 0.0,
+                              save_steps: int, seed: int, precision: str, grad_accum: int = 1,
+                              warmup_ratio: float = 0.0,
                               ) -> dict[str, Any]:
-    """Keyword arguments every TRL config here shares (checkpointing, logging, CPU friendliness)."""
+    """Keyword arguments every TRL config here shares (checkpointing, logging, CPU friendliness);
+    ``precision`` is the stage's option (:mod:`.precision`)."""
     quiet_libraries()
+    bf16 = trains_in_bf16(precision)
     return dict(
         output_dir=str(output_dir),
         max_steps=max_steps,
@@ -31,6 +37,8 @@ def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: i
         data_seed=seed,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        bf16=False,
+        bf16=bf16,
+        # the Trainer refuses bf16 without a GPU unless told the CPU is meant (autocast on CPU)
+        use_cpu=bf16 and not torch.cuda.is_available(),
         fp16=False,
     )
