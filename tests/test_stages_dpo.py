@@ -141,6 +141,16 @@ def test_rejected_each_pairs_every_distinct_loser_with_the_chosen(tmp_path_facto
     assert {p.task_id for p in worst.pairs} == set(by_task)
 
 
+@pytest.mark.slow
+def test_rejected_none_makes_no_whole_completion_pairs(tmp_path_factory, manager):
+    # the whole-completion pairs of this round exist (test above); with none there are none
+    assert _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True,
+                              rejected="none").pairs == []
+    assert DPOStageConfig(rejected="none", loop_branches=2).rejected == "none"
+    with pytest.raises(ConfigError, match="dpo.rejected='none'.*loop_branches >= 1"):
+        DPOStageConfig(rejected="none")
+
+
 def test_a_loop_branches_at_its_first_repeat():
     from edgesmith.plugins.loops.detector import detect_loop, text_to_tokens
 

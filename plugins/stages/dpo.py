@@ -22,6 +22,7 @@ from edgesmith.core.errors import StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 
 from .dpo_config import DPOStageConfig
+from .preference_tokens import dpo_trainer_class, tokenize_pairs
 from .preferences import PreferencePair, PreferenceRound, read_pairs, write_pairs
 from .rollout_split import build_preferences_split
 from .model_artifact import model_artifact, model_input
@@ -42,8 +43,7 @@ def build_jury(ctx: StageContext, options: DPOStageConfig) -> Any:
 def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], options: DPOStageConfig,
               work_dir: Path, phase: str) -> tuple[Path, dict[str, Any]]:
     """One DPO pass on ``pairs`` starting from, and referenced to, the model in ``policy_dir``."""
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     final = work_dir / "model"
     if is_finished_model_dir(final):
@@ -55,15 +55,15 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
     args = DPOConfig(
         **common_training_arguments(checkpoints, max_steps=steps, batch_size=options.batch_size,
                                     learning_rate=options.learning_rate, save_steps=options.save_steps,
-                                    seed=options.seed),
+                                    seed=options.seed, precision=options.precision),
         **preference_losses(options),
         beta=options.beta,
         max_length=options.max_length,
     )
-    data = Dataset.from_dict({"prompt": [p.prompt for p in pairs], "chosen": [p.chosen for p in pairs],
-                              "rejected": [p.rejected for p in pairs]})
-    trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=data,
-                         processing_class=tokenizer, callbacks=[StageCallback(ctx, phase)])
+    trainer_class = dpo_trainer_class()
+    trainer = trainer_class(model=model, ref_model=reference, args=args,
+                            train_dataset=tokenize_pairs(tokenizer, pairs, options.max_length),
+                            processing_class=tokenizer, callbacks=[StageCallback(ctx, phase)])
     result = train_with_resume(trainer, checkpoints, ctx, phase)
     save_model_dir(trainer.model, tokenizer, final)
     return final, {"train_loss": result.training_loss, "steps": steps}

@@ -33,12 +33,14 @@ class DPOStageConfig:
     ``steps_per_round`` = 0 means ``epochs`` passes over the round's pairs. A prompt is a tie (no pair)
     when its best and worst candidate differ by less than ``min_margin``; with
     ``reference_chosen`` the task's reference solution is chosen when it beats every sample
-    by ``min_margin``; ``rejected`` (``worst`` or ``each``) picks one rejected completion per
-    prompt or pairs every one below the margin; ``loop_branches`` > 0 adds, for each looping
+    by ``min_margin``; ``rejected`` (``worst``, ``each`` or ``none``) picks one rejected
+    completion per prompt, pairs every one below the margin, or makes no whole-completion pairs
+    (only loop-branch pairs); ``loop_branches`` > 0 adds, for each looping
     candidate, a pair at its first repeat: that many sampled continuations, the best against
     the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
-    ``branch_chosen`` (``step`` or ``rest``) cuts that continuation to one step (the repeat's
-    length) or keeps all of it; ``branch_from`` (``loops`` or ``repeats``) branches only looping
+    ``branch_chosen`` (``step``, ``rest`` or ``decision``) cuts that continuation to one step
+    (the repeat's length), keeps all of it, or pairs only the one token where it parts from the
+    repeat (the tokens before it join the prompt); ``branch_from`` (``loops`` or ``repeats``) branches only looping
     candidates, or also those that re-write a step once (a retry) and still end;
     ``branch_correct_only``: a branch pair's chosen continuation must end with a verified right
     answer (otherwise the jury's best may be a wrong answer that merely ends).
@@ -100,6 +102,9 @@ class DPOStageConfig:
             raise ConfigError("dpo.branch_from", self.branch_from, ", ".join(BRANCH_FROM))
         if self.rejected not in REJECTED:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
+        if self.rejected == "none" and self.loop_branches < 1:
+            raise ConfigError("dpo.rejected", self.rejected, "worst or each, or none with dpo.loop_branches >= 1",
+                              "without whole-completion pairs, only loop branches give pairs")
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError("dpo.aggregation", self.aggregation, ", ".join(AGGREGATIONS))
         if self.loss_type not in LOSS_TYPES:

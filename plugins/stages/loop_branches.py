@@ -22,6 +22,14 @@ trace as the chosen side dilutes the one token that decides (which arm comes nex
 trace's length, and trains on whatever the rest of that sample did (in run e11 the best
 continuations still retried arms and walked edges that do not exist, and won only because
 their final answer was right). ``chosen="rest"`` keeps the whole continuation.
+
+``chosen="decision"`` goes one step further: the tokens the two steps share (on the search
+task "3: dead end, back to 11.\nTry 11>") move into the prompt, and each side is the one
+token where they part ("70" against the retried "75"). A step still carries everything
+that follows the decision, and whatever differs there is learned with it: when the right
+next arm is the target's, the chosen step ends "*: reached" and the retry ": dead end", and
+DPO learned to claim the target (run base8: 39 of the 117 prompts SFT answered right were
+lost to such claims and to retries ending "reached").
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from edgesmith.core.environment import Environment, Task
 from .preferences import Candidate, PreferencePair, prompt_text
 
 #: what the chosen side of a branch pair holds: one step (cut to the repeat's length) or the rest
-BRANCH_CHOSEN = ("step", "rest")
+BRANCH_CHOSEN = ("step", "rest", "decision")
 #: which completions are branched: looping ones, or every one that re-writes a step (a retry)
 BRANCH_FROM = ("loops", "repeats")
 
@@ -50,6 +58,7 @@ class LoopBranch:
     loop_score: float
     repeat_tokens: int = 0  # the repeat's length in tokens (0: unknown, the chosen side is not cut)
     prefix_ids: tuple = ()  # the prefix's token ids, to check that a chosen step does not re-write it
+    repeat_ids: tuple = ()  # the repeat's token ids, to find where a continuation parts from it
     looping: bool = True  # False: a repeat inside a completion that went on and ended (branch_from=repeats)
 
 
@@ -112,7 +121,8 @@ def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
     return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
                       loop_text=text, loop_score=score, repeat_tokens=period,
-                      prefix_ids=tuple(token_ids[:at]), looping=bool(loop.looping))
+                      prefix_ids=tuple(token_ids[:at]), repeat_ids=tuple(token_ids[at:at + period]),
+                      looping=bool(loop.looping))
 
 
 def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environment, jury: Any,
@@ -126,7 +136,9 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
     the best continuation scores above the completion (any margin): the retry is the mistake,
     the jury only makes sure the chosen path is not worse.
 
-    ``chosen``: ``step`` (the best continuation cut to the repeat's length) or ``rest`` (all of it).
+    ``chosen``: ``step`` (the best continuation cut to the repeat's length), ``rest`` (all of
+    it) or ``decision`` (the first token where it parts from the repeat, against the repeat's
+    token there; the tokens before it join the prompt).
     ``correct_only``: only continuations the environment verifies as correct compete. A jury
     prefers any ending to a loop, so without it the best continuation is often a wrong one
     that ends: on the listed search task (run f2) DPO then taught "Try <the same arm>*:
@@ -159,16 +171,24 @@ def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environ
         margin = min_margin if branch.looping else 0.0
         if verdict.scores[best] - branch.loop_score < max(margin, 1e-9):
             continue
+        prefix, chosen_side, rejected_side = branch.prefix, sides[best], branch.repeat
+        ends = finished[best] and (chosen == "rest" or _ends_within(continuations[best], branch.repeat_tokens))
+        if chosen == "decision":
+            parted = _decision(tokenizer, branch, continuations[best])
+            if parted is None:
+                continue
+            shared, chosen_side, rejected_side = parted
+            prefix, ends = prefix + shared, False
         candidates = [Candidate(text=c.text, score=verdict.scores[i],
                                 by_judge={k: v[i] for k, v in verdict.by_judge.items()},
                                 finished=finished[i], greedy=False)
                       for i, c in enumerate(continuations)]
         pairs.append(PreferencePair(
             round=round_index, environment=env_name, task_id=branch.task.id,
-            prompt=prompt_text(tokenizer, branch.task) + branch.prefix,
-            chosen=sides[best], rejected=branch.repeat,
+            prompt=prompt_text(tokenizer, branch.task) + prefix,
+            chosen=chosen_side, rejected=rejected_side,
             chosen_score=verdict.scores[best], rejected_score=branch.loop_score,
-            candidates=candidates, prefix=branch.prefix))
+            candidates=candidates, prefix=prefix, chosen_ends=ends, rejected_ends=False))
     return pairs
 
 
@@ -176,6 +196,24 @@ def _chosen_side(tokenizer: Any, continuation: Any, branch: LoopBranch, chosen: 
     if chosen == "rest" or branch.repeat_tokens < 1 or continuation.token_ids is None:
         return continuation.text
     return tokenizer.decode(list(continuation.token_ids)[:branch.repeat_tokens], skip_special_tokens=False)
+
+
+def _ends_within(continuation: Any, tokens: int) -> bool:
+    """Whether a finished continuation's end falls inside its first ``tokens`` tokens (the step)."""
+    return tokens < 1 or continuation.token_ids is None or len(continuation.token_ids) <= tokens
+
+
+def _decision(tokenizer: Any, branch: LoopBranch, continuation: Any) -> tuple[str, str, str] | None:
+    """(shared text, the continuation's first own token, the repeat's token there), or None
+    when the continuation does not part from the repeat within the repeat's length."""
+    if not branch.repeat_ids or continuation.token_ids is None:
+        return None
+    ids = list(continuation.token_ids)
+    at = next((i for i, (a, b) in enumerate(zip(ids, branch.repeat_ids)) if a != b), None)
+    if at is None:
+        return None
+    decode = lambda part: tokenizer.decode(part, skip_special_tokens=False)  # noqa: E731
+    return decode(ids[:at]), decode(ids[at:at + 1]), decode(list(branch.repeat_ids[at:at + 1]))
 
 
 def _rewrites_prefix(branch: LoopBranch, continuation: Any) -> bool:

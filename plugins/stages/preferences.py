@@ -33,8 +33,9 @@ from typing import Any
 from edgesmith.core.environment import Environment, Task
 from edgesmith.core.jsonl import read_jsonl
 
-#: how rejected completions are picked: the worst one, or each one below the chosen's margin
-REJECTED = ("worst", "each")
+#: how rejected completions are picked: the worst one, each one below the chosen's margin, or
+#: none (no whole-completion pairs: only loop-branch pairs)
+REJECTED = ("worst", "each", "none")
 
 
 @dataclass
@@ -64,6 +65,9 @@ class PreferencePair:
     rejected_score: float
     candidates: list[Candidate] = field(default_factory=list)
     prefix: str = ""  # a loop branch's shared start (already part of ``prompt``); "" for whole completions
+    # whether the policy ended right after each side (EOS follows it in training, preference_tokens.py)
+    chosen_ends: bool = True
+    rejected_ends: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -107,8 +111,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
     ``reference_chosen``: the task's solution is judged too and chosen when it beats every
     sample by at least ``min_margin`` (never counted as a loop or a sample).
-    ``rejected``: ``worst`` (one pair per prompt) or ``each`` (one pair per distinct candidate
-    text at least ``min_margin`` below the chosen; the candidates are stored with the first).
+    ``rejected``: ``worst`` (one pair per prompt), ``each`` (one pair per distinct candidate
+    text at least ``min_margin`` below the chosen; the candidates are stored with the first)
+    or ``none`` (no whole-completion pairs; only loop-branch pairs).
     ``loop_branches``: continuations sampled at each distinct looping candidate's first repeat
     (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair, whose
     chosen side is one step or the rest of the best continuation (``branch_chosen``).
@@ -175,14 +180,18 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
             if candidates[best].score - candidates[worst].score < max(min_margin, 1e-9):
                 ties += 1
                 continue
-            losers = [worst] if rejected == "worst" else _distinct_losers(candidates, best, min_margin)
+            if rejected == "each":
+                losers = _distinct_losers(candidates, best, min_margin)
+            else:
+                losers = [worst] if rejected == "worst" else []
             prompt = prompt_text(tokenizer, task)
             for i, loser in enumerate(losers):
                 pairs.append(PreferencePair(
                     round=round_index, environment=env_name, task_id=task.id, prompt=prompt,
                     chosen=candidates[best].text, rejected=candidates[loser].text,
                     chosen_score=candidates[best].score, rejected_score=candidates[loser].score,
-                    candidates=candidates if i == 0 else []))
+                    candidates=candidates if i == 0 else [], chosen_ends=candidates[best].finished,
+                    rejected_ends=candidates[loser].finished))
         pairs.extend(branch_pairs(model, tokenizer, env_name, environments[env_name], jury, to_branch,
                                   branches=loop_branches, temperature=temperature, max_new_tokens=max_new_tokens,
                                   round_index=round_index, seed=seed, min_margin=min_margin,
