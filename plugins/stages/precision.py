@@ -1,12 +1,13 @@
 """Training precision of the training stages (``<stage>.precision``: ``fp32``, ``bf16`` or ``auto``).
 
-The library default is ``fp32`` (the same numbers on every machine); the main job
-(conf/run.yaml) asks for ``auto``.
+The library default is ``fp32`` (the same numbers on every machine), and the main job keeps
+it: under ``auto`` on an AMX CPU its pretrain steps were no faster inside the trainers and
+its model learned far less (run base10 in README "The pipeline").
 
 ``bf16`` trains under bf16 autocast with fp32 master weights and optimizer state (the
 Trainer's ``bf16=True``): matrix products run in bf16, everything else and every update in
 fp32. On a CPU with native bf16 matrix units (Intel AMX, AVX-512 BF16 on Sapphire Rapids
-and Zen 4) that makes a training step of the main job's 3.45M model faster (measure it with
+and Zen 4) that makes a bare training step of the main job's 3.45M model faster (measure it with
 ``edgesmith bench bench=train_speed +train_speed.model_dir=outputs/<run>/search/chosen``);
 on a CPU without them bf16 is emulated and slower, which is why ``auto`` asks the hardware:
 bf16 where the CPU has AVX-512 BF16 or AMX tiles (or a CUDA device supports it), fp32
