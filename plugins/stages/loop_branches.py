@@ -41,7 +41,7 @@ from edgesmith.core.environment import Environment, Task
 
 from .preferences import Candidate, PreferencePair, prompt_text
 
-#: what the chosen side of a branch pair holds: one step (cut to the repeat's length) or the rest
+#: a branch pair's sides: one step (the repeat's length), the rest, or the one token where they part
 BRANCH_CHOSEN = ("step", "rest", "decision")
 #: which completions are branched: looping ones, or every one that re-writes a step (a retry)
 BRANCH_FROM = ("loops", "repeats")
