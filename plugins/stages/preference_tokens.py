@@ -17,14 +17,13 @@ from typing import Any
 from .preferences import PreferencePair
 
 
-def _split(tokenizer: Any, prompt: str, side: str) -> tuple[list[int], list[int]]:
+def _split(tokenizer: Any, prompt: str, prompt_ids: list[int], side: str) -> tuple[list[int], list[int]]:
     """The prompt's ids and the side's ids, split where prompt and prompt + side part.
 
     Tokens can merge across the boundary (a prompt cut inside a step ends mid-word): the side
     then starts where the two tokenizations diverge, as the trainer would see the text."""
     from trl.data_utils import common_prefix_length
 
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     full = tokenizer(prompt + side, add_special_tokens=False)["input_ids"]
     at = common_prefix_length(prompt_ids, full)
     return full[:at], full[at:]
@@ -40,8 +39,9 @@ def tokenize_pairs(tokenizer: Any, pairs: list[PreferencePair], max_length: int 
     eos = tokenizer.eos_token_id
     rows: dict[str, list] = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
     for pair in pairs:
-        prompt_c, chosen = _split(tokenizer, pair.prompt, pair.chosen)
-        prompt_r, rejected = _split(tokenizer, pair.prompt, pair.rejected)
+        prompt_ids = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
+        prompt_c, chosen = _split(tokenizer, pair.prompt, prompt_ids, pair.chosen)
+        prompt_r, rejected = _split(tokenizer, pair.prompt, prompt_ids, pair.rejected)
         shared = min(len(prompt_c), len(prompt_r))
         # one prompt for both sides: what either split moved into its side stays on that side
         chosen, rejected = prompt_c[shared:] + chosen, prompt_r[shared:] + rejected
