@@ -97,9 +97,10 @@ def test_errors_keep_bracketed_accepted_values(capsys):
 def test_preset_full_overrides_the_main_job_schedule(tmp_path, capsys):
     assert main(["run", "preset=full", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) == 0
     composed = yaml.safe_load(capsys.readouterr().out)
-    assert composed["sft"]["max_steps"] == 2000
+    assert (composed["pretrain"]["max_steps"], composed["sft"]["max_steps"]) == (600, 900)
     assert main(["run", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) == 0
     default = yaml.safe_load(capsys.readouterr().out)
-    assert default["sft"]["max_steps"] < 2000 and "preset" not in default
+    assert default["pretrain"]["max_steps"] < 600 and default["sft"]["max_steps"] < 900
+    assert "preset" not in default
     assert main(["run", "preset=huge", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) != 0
     assert "full" in capsys.readouterr().err  # the accepted presets are named
