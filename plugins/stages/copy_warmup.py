@@ -101,7 +101,8 @@ class StopWhenCopying(TrainerCallback):
 
 def run_copy_warmup(ctx: StageContext, model: Any, tokenizer: Any, warmup: CopyWarmup, *, steps: int,
                     batch_size: int, learning_rate: float, seed: int, work_dir: Path,
-                    target_loss: float = 0.0, precision: str = "fp32") -> dict[str, Any]:
+                    target_loss: float = 0.0, precision: str = "fp32",
+                    gradient_checkpointing: bool = False) -> dict[str, Any]:
     """Trains ``model`` in place on the copy curriculum with transformers' Trainer (checkpointed).
 
     At most ``steps`` steps; with ``target_loss`` > 0 it stops as soon as the span loss
@@ -120,7 +121,7 @@ def run_copy_warmup(ctx: StageContext, model: Any, tokenizer: Any, warmup: CopyW
     checkpoints = work_dir / "checkpoints"
     settings = common_training_arguments(checkpoints, max_steps=steps, batch_size=batch_size,
                                          learning_rate=learning_rate, save_steps=max(1, steps // 2), seed=seed,
-                                         precision=precision)
+                                         precision=precision, gradient_checkpointing=gradient_checkpointing)
     # constant: the breakthrough comes after a plateau, and a decaying rate postpones it past the end
     settings["lr_scheduler_type"] = "constant"
     args = TrainingArguments(**settings, remove_unused_columns=False)

@@ -77,6 +77,7 @@ class DPOStageConfig:
     max_length: int = 512
     save_steps: int = 50
     precision: str = "fp32"
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     seed: int = 0
 
     def __post_init__(self) -> None:

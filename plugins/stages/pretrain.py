@@ -249,7 +249,8 @@ class PretrainStage(Stage):
         facts = run_copy_warmup(ctx, model, tokenizer, warmup, steps=options.copy_warmup_steps,
                                 batch_size=options.copy_warmup_batch_size,
                                 learning_rate=options.copy_warmup_learning_rate, seed=options.seed, work_dir=work,
-                                target_loss=options.copy_warmup_target_loss, precision=options.precision)
+                                target_loss=options.copy_warmup_target_loss, precision=options.precision,
+                                gradient_checkpointing=options.gradient_checkpointing)
         save_model_dir(model, tokenizer, work / "model")
         ctx.log_metrics(phase="copy_warmup_done", **facts)
         return model
@@ -264,6 +265,7 @@ class PretrainStage(Stage):
             **common_training_arguments(checkpoints, max_steps=options.max_steps, batch_size=options.batch_size,
                                         learning_rate=options.learning_rate, save_steps=options.save_steps,
                                         seed=options.seed, precision=options.precision,
+                                        gradient_checkpointing=options.gradient_checkpointing,
                                         warmup_ratio=options.warmup_ratio),
             dataset_text_field="text",
             max_length=options.seq_len,

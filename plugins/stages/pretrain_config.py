@@ -51,6 +51,7 @@ class PretrainConfig:
     warmup_ratio: float = 0.05
     save_steps: int = 100
     precision: str = "fp32"
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     seed: int = 0
 
     def __post_init__(self) -> None:

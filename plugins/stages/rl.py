@@ -158,6 +158,7 @@ class RLStage(Stage):
         sft_options = SFTStageConfig(environments=flagged, max_steps=options.cold_start_sft_steps, batch_size=4,
                                      learning_rate=options.cold_start_sft_learning_rate, seed=options.seed,
                                      precision=options.precision,
+                                     gradient_checkpointing=options.gradient_checkpointing,
                                      max_length=options.cold_start_sft_max_length,
                                      save_steps=options.cold_start_sft_steps)
         sft_model, facts = train_sft(ctx, model_dir, examples, sft_options, ctx.out_dir / "cold_start_sft",
@@ -209,7 +210,8 @@ class RLStage(Stage):
             **common_training_arguments(checkpoints, max_steps=steps,
                                         batch_size=options.prompts_per_step * options.num_generations,
                                         learning_rate=options.learning_rate, save_steps=options.save_steps,
-                                        seed=options.seed, precision=options.precision),
+                                        seed=options.seed, precision=options.precision,
+                                        gradient_checkpointing=options.gradient_checkpointing),
             num_generations=options.num_generations,
             temperature=options.temperature,
             max_completion_length=options.max_new_tokens,

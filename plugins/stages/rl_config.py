@@ -53,6 +53,7 @@ class RLStageConfig:
     beta: float = 0.0
     save_steps: int = 10
     precision: str = "fp32"
+    gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
     seed: int = 0
     cold_start: str = "report"
     cold_start_check_steps: int = 4

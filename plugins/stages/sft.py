@@ -85,6 +85,7 @@ def train_sft(ctx: StageContext, model_dir: Path, examples: list[ChatExample], o
         **common_training_arguments(checkpoints, max_steps=options.max_steps, batch_size=options.batch_size,
                                     learning_rate=options.learning_rate, save_steps=options.save_steps,
                                     seed=options.seed, precision=options.precision,
+                                    gradient_checkpointing=options.gradient_checkpointing,
                                     warmup_ratio=options.warmup_ratio),
         max_length=options.max_length,
         packing=False,
