@@ -97,10 +97,14 @@ def test_errors_keep_bracketed_accepted_values(capsys):
 def test_preset_full_overrides_the_main_job_schedule(tmp_path, capsys):
     assert main(["run", "preset=full", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) == 0
     composed = yaml.safe_load(capsys.readouterr().out)
+    # base11's schedule, all in fp32
     assert (composed["pretrain"]["max_steps"], composed["sft"]["max_steps"]) == (600, 900)
+    assert (composed["pretrain"]["precision"], composed["sft"]["precision"]) == ("fp32", "fp32")
     assert main(["run", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) == 0
     default = yaml.safe_load(capsys.readouterr().out)
     assert default["pretrain"]["max_steps"] < 600 and default["sft"]["max_steps"] < 900
+    # the default pretrains in fp32 (bf16 cost the tool calls) and runs SFT in bf16 where the CPU has it
+    assert (default["pretrain"]["precision"], default["sft"]["precision"]) == ("fp32", "auto")
     assert "preset" not in default
     assert main(["run", "preset=huge", f"hydra.run.dir={tmp_path}", "--cfg", "job"]) != 0
     assert "full" in capsys.readouterr().err  # the accepted presets are named
