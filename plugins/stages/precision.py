@@ -2,8 +2,8 @@
 
 The library default is ``fp32`` (the same numbers on every machine). The main job pretrains
 in fp32 and runs SFT under ``auto``: on this project's AMX Xeon, pretraining in bf16 cost the
-model its tool calls (runs base10 and base14) while SFT in bf16 cost far less and cut the SFT
-steps' time by about a third (run q1; README "The pipeline" has the figures and commands).
+model its tool calls (runs base10 and base14) while SFT in bf16 cost far less (run q1), and
+its steps are faster (README "The pipeline" has the figures and commands).
 
 ``bf16`` trains under bf16 autocast with fp32 master weights and optimizer state (the
 Trainer's ``bf16=True``): matrix products run in bf16, everything else and every update in

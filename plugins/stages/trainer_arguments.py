@@ -21,8 +21,8 @@ def common_training_arguments(output_dir: Path, *, max_steps: int, batch_size: i
     ``gradient_checkpointing`` is off unless asked for: TRL's configs turn it on by default,
     which recomputes every layer's forward during the backward pass to save activation memory.
     The main job's models hold a few MB of activations, so that was pure cost (a pretrain step
-    of the 3.45M model: 1.17 s with it, 0.90 s without;
-    tests/test_trainer_arguments.py checks which the trainers get). Turn it on for
+    of the 3.45M model: median 1.08 s with it in run base11, 0.92 s without in run base15;
+    README "The pipeline"). tests/test_trainer_arguments.py checks which the trainers get. Turn it on for
     models whose activations do not fit (e.g. ``model=lfm2_350m`` with long sequences).
     """
     quiet_libraries()
