@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -33,6 +34,9 @@ def test_search_benchmark_miniature_run(tmp_path, capsys):
     for name, s in methods.items():
         assert len(report["runs"][name]) == 2 and s["seconds_per_profile"] > 0
         assert s["decode_cv_across_profiles"] >= 0 and s["decode_ms_per_token"] > 0
+        fastest = [r["decode_stats"]["min"] for r in report["runs"][name]]
+        assert s["decode_cv_across_profiles_fastest"] == pytest.approx(
+            statistics.pstdev(fastest) / statistics.fmean(fastest))
     assert methods["today"]["time_ratio_to_today"] == 1.0
     assert {r["schedule"] for r in report["runs"]["today"]} == {"rounds"}
     assert {r["quant"] for r in report["runs"]["llama_cpp"]} == {"q4_0"}

@@ -105,6 +105,9 @@ def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "max_seconds_per_profile": max(r["wall_s"] for r in runs),
         "decode_cv_within_profile": statistics.fmean(r["decode_cv"] for r in runs),
         "decode_cv_across_profiles": _cv(decode),
+        # The fastest repeat of each profile: neighbours on shared cores only ever slow a run
+        # down, so the minimum is the least disturbed estimate (reported beside the median).
+        "decode_cv_across_profiles_fastest": _cv([r["decode_stats"]["min"] for r in runs]),
         "decode_ms_per_token": statistics.median(decode),
         "prefill_ms": statistics.median(r["prefill_ms"] for r in runs),
         "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
@@ -199,7 +202,8 @@ def run_search_profile(opts: SearchProfileBenchOptions, cfg: Any, out_dir: Path)
     base = summary["methods"].get(BASELINE)
     table = Table(title=f"bench search: one profile of a {est.params / 1e6:.0f}M-parameter candidate, "
                         f"{opts.runs} profiles per method")
-    for col in ("method", "s/profile", "vs today", "decode CV within", "decode CV across", "decode ms/token",
+    for col in ("method", "s/profile", "vs today", "decode CV within", "decode CV across",
+                "CV across, fastest repeat", "decode ms/token",
                 "prefill ms", "peak RSS MB", "repeats"):
         table.add_column(col)
     for name, s in summary["methods"].items():
@@ -207,6 +211,7 @@ def run_search_profile(opts: SearchProfileBenchOptions, cfg: Any, out_dir: Path)
         s["time_ratio_to_today"] = ratio
         table.add_row(name, f"{s['seconds_per_profile']:.1f} (goal <= {GOAL_PROFILE_S:.0f})", f"{ratio:.2f}x",
                       f"{s['decode_cv_within_profile']:.1%}", f"{s['decode_cv_across_profiles']:.1%} (goal <= 5%)",
+                      f"{s['decode_cv_across_profiles_fastest']:.1%}",
                       f"{s['decode_ms_per_token']:.2f}", f"{s['prefill_ms']:.0f}", f"{s['peak_rss_mb']:.0f}",
                       f"{s['repeats']:.0f}")
     Console(width=max(Console().width, 150)).print(table)  # a report: wide enough for every column
