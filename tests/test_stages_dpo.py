@@ -389,3 +389,20 @@ def test_a_retry_in_a_trace_that_ends_is_branched_only_when_repeats_are_asked_fo
     assert DPOStageConfig(branch_from="repeats").branch_from == "repeats"
     with pytest.raises(ConfigError, match=r"dpo.branch_from='all': accepted loops, repeats"):
         DPOStageConfig(branch_from="all")
+
+
+def test_reference_wins_ties_only_when_asked():
+    from edgesmith.plugins.stages.preferences import Candidate, chosen_index
+
+    def cands(*scores):  # the last one is the reference solution
+        return [Candidate(text=str(i), score=s, by_judge={}, finished=True, greedy=False, looping=False,
+                          reference=i == len(scores) - 1) for i, s in enumerate(scores)]
+
+    tie = cands(0.0, 1.0, 1.0)  # a lucky right sample scores as high as the worked solution
+    assert chosen_index(tie, 1, 2, min_margin=0.5) == 1
+    assert chosen_index(tie, 1, 2, min_margin=0.5, reference_wins_ties=True) == 2
+    better_sample = cands(0.0, 1.05, 1.0)  # a sample above the reference keeps the choice
+    assert chosen_index(better_sample, 1, 2, min_margin=0.5, reference_wins_ties=True) == 1
+    all_wrong = cands(0.0, 0.1, 1.0)  # the margin rule as before
+    assert chosen_index(all_wrong, 1, 2, min_margin=0.5) == 2
+    assert DPOStageConfig().reference_wins_ties is False

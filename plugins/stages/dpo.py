@@ -140,6 +140,7 @@ class DPOStage(Stage):
                                            temperature=options.temperature, max_new_tokens=options.max_new_tokens,
                                            round_index=round_index, seed=options.seed,
                                            min_margin=options.min_margin, reference_chosen=options.reference_chosen,
+                                           reference_wins_ties=options.reference_wins_ties,
                                            rejected=options.rejected, loop_branches=options.loop_branches,
                                            branch_chosen=options.branch_chosen,
                                            branch_from=options.branch_from,

@@ -105,12 +105,14 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       max_new_tokens: int, round_index: int, seed: int, min_margin: float = 0.0,
                       reference_chosen: bool = False, rejected: str = "worst",
                       loop_branches: int = 0, branch_chosen: str = "step",
-                      branch_from: str = "loops", branch_correct_only: bool = False) -> PreferenceRound:
+                      branch_from: str = "loops", branch_correct_only: bool = False,
+                      reference_wins_ties: bool = False) -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
     ``reference_chosen``: the task's solution is judged too and chosen when it beats every
-    sample by at least ``min_margin`` (never counted as a loop or a sample).
+    sample by at least ``min_margin`` (never counted as a loop or a sample); with
+    ``reference_wins_ties`` also when no sample beats it (see :func:`chosen_index`).
     ``rejected``: ``worst`` (one pair per prompt), ``each`` (one pair per distinct candidate
     text at least ``min_margin`` below the chosen; the candidates are stored with the first)
     or ``none`` (no whole-completion pairs; only loop-branch pairs).
@@ -175,8 +177,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                 candidates.append(Candidate(text=task.solution, score=verdict.scores[r],
                                             by_judge={k: v[r] for k, v in verdict.by_judge.items()},
                                             finished=True, greedy=False, reference=True))
-                if candidates[r].score - candidates[best].score >= max(min_margin, 1e-9):
-                    best = r
+                best = chosen_index(candidates, best, r, min_margin, reference_wins_ties)
             if candidates[best].score - candidates[worst].score < max(min_margin, 1e-9):
                 ties += 1
                 continue
@@ -197,6 +198,23 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                                   round_index=round_index, seed=seed, min_margin=min_margin,
                                   chosen=branch_chosen, correct_only=branch_correct_only))
     return PreferenceRound(pairs=pairs, ties=ties, prompts=len(tasks), candidates=n_candidates, loops=loops)
+
+
+def chosen_index(candidates: list[Candidate], best: int, reference: int, min_margin: float,
+                 reference_wins_ties: bool = False) -> int:
+    """The chosen side: the best sample, or the reference solution when it beats that sample by
+    ``min_margin``, or, with ``reference_wins_ties``, when no sample scores above it.
+
+    Why ties matter: a sample that reaches the right answer by a lucky guess (the search task's
+    arm tried out of order that happens to reach the target) scores as high as the worked
+    solution, and is shorter. In run base16, 62 of the 105 whole-completion pairs chose such a
+    sample and 42 the reference (``scripts/chosen_sides.py``): the chosen side (and the SFT
+    term on it) taught guessing.
+    """
+    gap = candidates[reference].score - candidates[best].score
+    if gap >= max(min_margin, 1e-9) or (reference_wins_ties and gap >= -1e-9):
+        return reference
+    return best
 
 
 def _distinct_losers(candidates: list[Candidate], best: int, min_margin: float) -> list[int]:
