@@ -33,9 +33,9 @@ class DPOStageConfig:
     ``steps_per_round`` = 0 means ``epochs`` passes over the round's pairs. A prompt is a tie (no pair)
     when its best and worst candidate differ by less than ``min_margin``; with
     ``reference_chosen`` the task's reference solution is chosen when it beats every sample
-    by ``min_margin`` (with ``reference_wins_ties``, also when no sample scores above it); ``rejected`` (``worst``, ``each`` or ``none``) picks one rejected
-    completion per prompt, pairs every one below the margin, or makes no whole-completion pairs
-    (only loop-branch pairs); ``loop_branches`` > 0 adds, for each looping
+    by ``min_margin`` (with ``reference_wins_ties``, also when no sample scores above it);
+    ``rejected`` (``worst``, ``each`` or ``none``) picks one rejected completion per prompt,
+    pairs every one below the margin, or makes no whole-completion pairs (only loop-branch pairs); ``loop_branches`` > 0 adds, for each looping
     candidate, a pair at its first repeat: that many sampled continuations, the best against
     the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
     ``branch_chosen`` (``step``, ``rest`` or ``decision``) cuts that continuation to one step
