@@ -141,7 +141,8 @@ class DPOStage(Stage):
                                            round_index=round_index, seed=options.seed,
                                            min_margin=options.min_margin, reference_chosen=options.reference_chosen,
                                            reference_wins_ties=options.reference_wins_ties,
-                                           rejected=options.rejected, loop_branches=options.loop_branches,
+                                           rejected=options.rejected, rejected_cut=options.rejected_cut,
+                                           loop_branches=options.loop_branches,
                                            branch_chosen=options.branch_chosen,
                                            branch_from=options.branch_from,
                                            branch_correct_only=options.branch_correct_only)

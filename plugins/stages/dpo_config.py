@@ -7,6 +7,7 @@ from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
 from .loop_branches import BRANCH_CHOSEN, BRANCH_FROM
+from .parting import REJECTED_CUT
 from .precision import check_precision
 from .preferences import REJECTED
 from .sft_config import DEFAULT_ENVIRONMENTS
@@ -35,7 +36,10 @@ class DPOStageConfig:
     ``reference_chosen`` the task's reference solution is chosen when it beats every sample
     by ``min_margin`` (with ``reference_wins_ties``, also when no sample scores above it);
     ``rejected`` (``worst``, ``each`` or ``none``) picks one rejected completion per prompt,
-    pairs every one below the margin, or makes no whole-completion pairs (only loop-branch pairs); ``loop_branches`` > 0 adds, for each looping
+    pairs every one below the margin, or makes no whole-completion pairs (only loop-branch pairs);
+    ``rejected_cut`` (``none`` or ``parting``) keeps a whole-completion pair's rejected side
+    whole, or cuts it to the one token where it first parts from the chosen side (its first
+    mistake; the shared start joins the prompt, see :mod:`.parting`); ``loop_branches`` > 0 adds, for each looping
     candidate, a pair at its first repeat: that many sampled continuations, the best against
     the repeat (see :mod:`edgesmith.plugins.stages.preferences` and ``loop_branches``);
     ``branch_chosen`` (``step``, ``rest`` or ``decision``) cuts that continuation to one step
@@ -64,6 +68,7 @@ class DPOStageConfig:
     reference_chosen: bool = True
     reference_wins_ties: bool = False
     rejected: str = "worst"
+    rejected_cut: str = "none"
     loop_branches: int = 0
     branch_chosen: str = "step"
     branch_from: str = "loops"
@@ -104,6 +109,8 @@ class DPOStageConfig:
             raise ConfigError("dpo.branch_from", self.branch_from, ", ".join(BRANCH_FROM))
         if self.rejected not in REJECTED:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
+        if self.rejected_cut not in REJECTED_CUT:
+            raise ConfigError("dpo.rejected_cut", self.rejected_cut, ", ".join(REJECTED_CUT))
         if self.rejected == "none" and self.loop_branches < 1:
             raise ConfigError("dpo.rejected", self.rejected, "worst or each, or none with dpo.loop_branches >= 1",
                               "without whole-completion pairs, only loop branches give pairs")

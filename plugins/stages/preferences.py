@@ -106,7 +106,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       reference_chosen: bool = False, rejected: str = "worst",
                       loop_branches: int = 0, branch_chosen: str = "step",
                       branch_from: str = "loops", branch_correct_only: bool = False,
-                      reference_wins_ties: bool = False) -> PreferenceRound:
+                      reference_wins_ties: bool = False, rejected_cut: str = "none") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -122,9 +122,15 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     ``branch_from``: ``loops`` (only looping candidates are branched) or ``repeats`` (also
     every candidate that re-writes a step once and still ends). ``branch_correct_only``: only
     continuations that end with a verified right answer can be a branch pair's chosen side.
+    ``rejected_cut``: ``none`` (a whole-completion pair's rejected side is the whole text) or
+    ``parting`` (only its first token that differs from the chosen side; :mod:`.parting`).
     """
+    from .parting import REJECTED_CUT, cut_at_parting
+
     if rejected not in REJECTED:
         raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
+    if rejected_cut not in REJECTED_CUT:
+        raise ValueError(f"rejected_cut={rejected_cut!r}: expected one of {', '.join(REJECTED_CUT)}")
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
     from edgesmith.plugins.loops.numerals import numeral_token_ids
@@ -187,12 +193,15 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                 losers = [worst] if rejected == "worst" else []
             prompt = prompt_text(tokenizer, task)
             for i, loser in enumerate(losers):
-                pairs.append(PreferencePair(
+                pair = PreferencePair(
                     round=round_index, environment=env_name, task_id=task.id, prompt=prompt,
                     chosen=candidates[best].text, rejected=candidates[loser].text,
                     chosen_score=candidates[best].score, rejected_score=candidates[loser].score,
                     candidates=candidates if i == 0 else [], chosen_ends=candidates[best].finished,
-                    rejected_ends=candidates[loser].finished))
+                    rejected_ends=candidates[loser].finished)
+                pair = cut_at_parting(tokenizer, pair) if rejected_cut == "parting" else pair
+                if pair is not None:
+                    pairs.append(pair)
         pairs.extend(branch_pairs(model, tokenizer, env_name, environments[env_name], jury, to_branch,
                                   branches=loop_branches, temperature=temperature, max_new_tokens=max_new_tokens,
                                   round_index=round_index, seed=seed, min_margin=min_margin,
