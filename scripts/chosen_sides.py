@@ -30,12 +30,23 @@ def arms_tried(completion: str) -> list[str]:
     return [arm for _, arm in walks]
 
 
+ASSISTANT = "<|im_start|>assistant\n"
+
+
+def whole_chosen(pair: dict) -> str:
+    """The chosen completion as the policy would write it: a pair cut at its parting point
+    (``dpo.rejected_cut=parting``) keeps the shared start at the end of its prompt."""
+    return pair["prompt"].rsplit(ASSISTANT, 1)[-1] + pair["chosen"]
+
+
 def chosen_kind(pair: dict) -> str:
     if pair.get("prefix"):
         return "branch pair"
-    if any(c.get("reference") and c["text"] == pair["chosen"] for c in pair.get("candidates", [])):
+    chosen = whole_chosen(pair)
+    if any(c.get("reference") and c["text"].removesuffix("<|im_end|>") == chosen.removesuffix("<|im_end|>")
+           for c in pair.get("candidates", [])):
         return "reference solution"
-    tried, listed = arms_tried(pair["chosen"]), arms_listed(pair["prompt"])
+    tried, listed = arms_tried(chosen), arms_listed(pair["prompt"])
     if tried == listed[:len(tried)]:
         return "sample, arms in listed order"
     return "sample, arms out of order" + (" (with a retry)" if len(set(tried)) < len(tried) else "")

@@ -391,6 +391,35 @@ def test_a_retry_in_a_trace_that_ends_is_branched_only_when_repeats_are_asked_fo
         DPOStageConfig(branch_from="all")
 
 
+@pytest.mark.slow
+def test_a_loop_is_branched_after_its_first_repeat_when_asked(tmp_path_factory):
+    from edgesmith.plugins.loops.detector import detect_loop
+    from edgesmith.plugins.stages.loop_branches import _rewrites_prefix, split_loop
+
+    _, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    ids_of = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    a, c = "Try 15>66>18: dead end, back to 15.\n", "Arm 70 then 71* gets there.\n"
+    looped = "Start at 15.\n" + a * 6
+    ids = ids_of(looped)
+    loop = detect_loop(ids, False)
+    task = NeverEnvironment(seed=0).tasks("train", 1)[0]
+    first = split_loop(tokenizer, task, ids, loop, looped, -1.0)
+    second = split_loop(tokenizer, task, ids, loop, looped, -1.0, at_repeat="second_repeat")
+    assert first.prefix.count("66>18") == 1 and second.prefix.count("66>18") == 2
+    assert second.repeat == first.repeat and second.repeat_tokens == first.repeat_tokens
+    # after the first repeat the prefix holds a repeat itself: only a step that re-writes what
+    # came before counts as going round again, a step to a new arm does not
+    step = lambda text: Completion(text=text, token_ids=ids_of(text), finished=True, n_tokens=0, seconds=0.0)  # noqa: E731
+    assert _rewrites_prefix(second, step(a)) and not _rewrites_prefix(second, step(c))
+    # a completion that re-tried once and then moved on does not go round a second time
+    ended = "Start at 15.\n" + a + a + c + "Final answer: 15,70,71"
+    ended_ids = ids_of(ended)
+    assert split_loop(tokenizer, task, ended_ids, detect_loop(ended_ids, True), ended, 1.0, any_repeat=True,
+                      at_repeat="second_repeat") is None
+    with pytest.raises(ConfigError, match=r"dpo.branch_at='third': accepted first_repeat, second_repeat"):
+        DPOStageConfig(branch_at="third")
+
+
 def test_reference_wins_ties_only_when_asked():
     from edgesmith.plugins.stages.preferences import Candidate, chosen_index
 

@@ -144,7 +144,7 @@ class DPOStage(Stage):
                                            rejected=options.rejected, rejected_cut=options.rejected_cut,
                                            loop_branches=options.loop_branches,
                                            branch_chosen=options.branch_chosen,
-                                           branch_from=options.branch_from,
+                                           branch_from=options.branch_from, branch_at=options.branch_at,
                                            branch_correct_only=options.branch_correct_only)
 
 

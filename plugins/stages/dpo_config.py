@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
-from .loop_branches import BRANCH_CHOSEN, BRANCH_FROM
+from .loop_branches import BRANCH_AT, BRANCH_CHOSEN, BRANCH_FROM
 from .parting import REJECTED_CUT
 from .precision import check_precision
 from .preferences import REJECTED
@@ -45,7 +45,9 @@ class DPOStageConfig:
     ``branch_chosen`` (``step``, ``rest`` or ``decision``) cuts that continuation to one step
     (the repeat's length), keeps all of it, or pairs only the one token where it parts from the
     repeat (the tokens before it join the prompt); ``branch_from`` (``loops`` or ``repeats``) branches only looping
-    candidates, or also those that re-write a step once (a retry) and still end;
+    candidates, or also those that re-write a step once (a retry) and still end; ``branch_at``
+    (``first_repeat`` or ``second_repeat``) branches before the first re-written step, or
+    after it, where a loop goes round a second time;
     ``branch_correct_only``: a branch pair's chosen continuation must end with a verified right
     answer (otherwise the jury's best may be a wrong answer that merely ends).
 
@@ -72,6 +74,7 @@ class DPOStageConfig:
     loop_branches: int = 0
     branch_chosen: str = "step"
     branch_from: str = "loops"
+    branch_at: str = "first_repeat"
     branch_correct_only: bool = False
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
@@ -107,6 +110,8 @@ class DPOStageConfig:
             raise ConfigError("dpo.branch_chosen", self.branch_chosen, ", ".join(BRANCH_CHOSEN))
         if self.branch_from not in BRANCH_FROM:
             raise ConfigError("dpo.branch_from", self.branch_from, ", ".join(BRANCH_FROM))
+        if self.branch_at not in BRANCH_AT:
+            raise ConfigError("dpo.branch_at", self.branch_at, ", ".join(BRANCH_AT))
         if self.rejected not in REJECTED:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
         if self.rejected_cut not in REJECTED_CUT:

@@ -45,6 +45,9 @@ from .preferences import Candidate, PreferencePair, prompt_text
 BRANCH_CHOSEN = ("step", "rest", "decision")
 #: which completions are branched: looping ones, or every one that re-writes a step (a retry)
 BRANCH_FROM = ("loops", "repeats")
+#: where a loop is branched: before its first repeat (the retry itself), or after it (the
+#: retry written once; the pair is about going round a second time)
+BRANCH_AT = ("first_repeat", "second_repeat")
 
 
 @dataclass
@@ -90,6 +93,12 @@ def first_repeat(token_ids: list, min_tokens: int = MIN_REPEAT_TOKENS) -> tuple[
     return None
 
 
+def rewrites(prefix: list, unit: list, min_tokens: int = MIN_REPEAT_TOKENS) -> bool:
+    """Whether ``unit`` re-writes a span of >= ``min_tokens`` tokens that ``prefix`` holds."""
+    seen = {tuple(prefix[at:at + min_tokens]) for at in range(len(prefix) - min_tokens + 1)}
+    return any(tuple(unit[at:at + min_tokens]) in seen for at in range(len(unit) - min_tokens + 1))
+
+
 def branch_point(loop: Any) -> tuple[int, int] | None:
     """(token index where the periodic tail's first repeat begins, period), or None without a stable unit."""
     if not loop.looping:
@@ -106,18 +115,33 @@ def branch_point(loop: Any) -> tuple[int, int] | None:
 
 
 def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text: str,
-               score: float, any_repeat: bool = False) -> LoopBranch | None:
+               score: float, any_repeat: bool = False, at_repeat: str = "first_repeat") -> LoopBranch | None:
     """A completion cut at its first repeat (:func:`first_repeat`, else a loop's periodic tail).
 
     Only looping completions are cut unless ``any_repeat``: then a completion that re-writes a
     step once and still ends (a retried arm on the search task) is cut there too.
+    ``at_repeat="second_repeat"`` cuts one unit later, after the first repeat, where the
+    completion goes round a second time (None when it does not: it is not a loop there).
+
+    Why the second: pairs at the first repeat prefer the next arm to the retry in a context
+    without one, and the model did not carry that over to held-out prompts (run x1: greedy
+    loops 49.5% -> 49.0%). Whole-completion pairs remove loops by lowering everything written
+    after a retry, ": dead end" included, so the model learns to claim the target there
+    (:mod:`.parting`). A pair after the first repeat says what to do in the state the loop is
+    really in: the arm was retried and is a dead end again; move on, not round again.
     """
+    if at_repeat not in BRANCH_AT:
+        raise ValueError(f"at_repeat={at_repeat!r}: expected one of {', '.join(BRANCH_AT)}")
     if not loop.looping and not any_repeat:
         return None
     point = first_repeat(token_ids) or (branch_point(loop) if loop.looping else None)
     if point is None:
         return None
     at, period = point
+    if at_repeat == "second_repeat":
+        at += period
+        if not rewrites(token_ids[:at], token_ids[at:at + period]):
+            return None
     decode = lambda ids: tokenizer.decode(ids, skip_special_tokens=False)  # noqa: E731
     return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
                       loop_text=text, loop_score=score, repeat_tokens=period,
@@ -221,4 +245,7 @@ def _rewrites_prefix(branch: LoopBranch, continuation: Any) -> bool:
     if not branch.prefix_ids or continuation.token_ids is None or branch.repeat_tokens < 1:
         return False
     step = list(continuation.token_ids)[:branch.repeat_tokens]
-    return first_repeat([*branch.prefix_ids, *step]) is not None
+    prefix = list(branch.prefix_ids)
+    # the spans that cross into the step count too (a prefix cut inside a step); after a first
+    # repeat (``second_repeat``) the prefix holds a repeat itself, so only what the step writes counts
+    return rewrites(prefix, prefix[-(MIN_REPEAT_TOKENS - 1):] + step)

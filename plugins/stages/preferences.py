@@ -106,7 +106,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       reference_chosen: bool = False, rejected: str = "worst",
                       loop_branches: int = 0, branch_chosen: str = "step",
                       branch_from: str = "loops", branch_correct_only: bool = False,
-                      reference_wins_ties: bool = False, rejected_cut: str = "none") -> PreferenceRound:
+                      reference_wins_ties: bool = False, rejected_cut: str = "none",
+                      branch_at: str = "first_repeat") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -120,7 +121,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     (0: none); each loop a continuation beats by ``min_margin`` adds a branch pair, whose
     chosen side is one step or the rest of the best continuation (``branch_chosen``).
     ``branch_from``: ``loops`` (only looping candidates are branched) or ``repeats`` (also
-    every candidate that re-writes a step once and still ends). ``branch_correct_only``: only
+    every candidate that re-writes a step once and still ends). ``branch_at``: ``first_repeat``
+    (branch before the retry) or ``second_repeat`` (after it, where a loop goes round again).
+    ``branch_correct_only``: only
     continuations that end with a verified right answer can be a branch pair's chosen side.
     ``rejected_cut``: ``none`` (a whole-completion pair's rejected side is the whole text) or
     ``parting`` (only its first token that differs from the chosen side; :mod:`.parting`).
@@ -167,7 +170,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                 loops += loop.looping
                 if loop_branches and c.token_ids is not None and c.text not in branched:
                     branch = split_loop(tokenizer, task, list(c.token_ids), loop, c.text, verdict.scores[i],
-                                        any_repeat=branch_from == "repeats")
+                                        any_repeat=branch_from == "repeats", at_repeat=branch_at)
                     if branch is not None:
                         branched.add(c.text)
                         to_branch.append(branch)
