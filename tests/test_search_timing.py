@@ -67,3 +67,23 @@ def test_local_cpu_states_what_it_measured():
         (1, "float32", "interleaved", "fill")
     assert (result["prefill_tokens"], result["decode_context"], result["decode_tokens"]) == (8, 8, 2)
     assert 2 <= result["decode_stats"]["n"] <= 3 and result["decode_ms_per_token"] > 0
+
+
+def test_random_weights_are_finite_varied_and_seeded():
+    import torch
+
+    from edgesmith.search.profilers.weights import BLOCK, fill_with_block, random_candidate
+
+    config = {"hidden_size": 64, "vocab_size": 300, "intermediate_size": 128, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "layers": [{"op": "short_conv"}, {"op": "gqa"}]}
+    a, b = random_candidate(config, torch.float32, 0), random_candidate(config, torch.float32, 0)
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.isfinite(p).all() and torch.equal(p, q), name  # same seed, same weights
+        if p.dim() >= 2:
+            assert p.std() > 0.01 and p.abs().max() < 1.0, name  # N(0, 0.02)-like, not constant
+        else:
+            assert torch.equal(p, torch.ones_like(p)), name
+    # a tensor longer than the block gets the block end to end, the last copy cut short
+    flat, block = torch.zeros(2 * BLOCK + 5), torch.arange(BLOCK, dtype=torch.float32)
+    fill_with_block(flat, block)
+    assert torch.equal(flat[BLOCK:2 * BLOCK], block) and torch.equal(flat[-5:], block[:5])

@@ -32,12 +32,23 @@ def random_candidate(model_config: dict[str, Any], dtype: torch.dtype = torch.fl
         torch.set_default_dtype(default)
     if config.tie_word_embeddings:
         model.tie_weights()  # the skipped init pass is also where the head is tied
-    gen = torch.Generator().manual_seed(seed)
     std = float(getattr(config, "initializer_range", 0.02))
+    block = torch.empty(BLOCK, dtype=dtype).normal_(0.0, std, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() >= 2:
-                param.normal_(0.0, std, generator=gen)
+                fill_with_block(param.view(-1), block)
             else:
                 param.fill_(1.0)
     return model.to(dtype).eval()
+
+
+#: values drawn once per candidate (a prime: rows of no matrix repeat with a short period)
+BLOCK = 1_000_003
+
+
+def fill_with_block(flat: torch.Tensor, block: torch.Tensor) -> None:
+    """Copies ``block`` over ``flat`` end to end, the last copy cut short."""
+    for start in range(0, flat.numel(), block.numel()):
+        part = flat[start:start + block.numel()]
+        part.copy_(block[:part.numel()])
