@@ -123,12 +123,12 @@ def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text
     ``at_repeat="second_repeat"`` cuts one unit later, after the first repeat, where the
     completion goes round a second time (None when it does not: it is not a loop there).
 
-    Why the second: pairs at the first repeat prefer the next arm to the retry in a context
-    without one, and the model did not carry that over to held-out prompts (run x1: greedy
-    loops 49.5% -> 49.0%). Whole-completion pairs remove loops by lowering everything written
-    after a retry, ": dead end" included, so the model learns to claim the target there
-    (:mod:`.parting`). A pair after the first repeat says what to do in the state the loop is
-    really in: the arm was retried and is a dead end again; move on, not round again.
+    Why the second: a pair at the first repeat asks for the next arm where the model has not
+    retried yet; the loop lives in the state after a retry. What it did on base16's SFT model
+    (README "DPO and RL on a looping model"): the model's samples from there rarely reach the
+    target (7 pairs from 245 looping candidates, run y2), and with the whole step as the chosen
+    side loops fell from 49.5% to 10.5%, but by claiming the target after a retry, which
+    those chosen steps also do ("*: reached" after the retried arm's dead end).
     """
     if at_repeat not in BRANCH_AT:
         raise ValueError(f"at_repeat={at_repeat!r}: expected one of {', '.join(BRANCH_AT)}")

@@ -7,13 +7,17 @@ that are right for the arm it re-tried: "Try 85>71>59: dead end" is true the sec
 too. DPO lowers every rejected token, so it also lowers ": dead end" after a retried arm,
 and the model learns to claim the target there. In run base16, 43 of the 90 reasoning
 prompts SFT answered right were lost after DPO, nearly all to "Try <an arm it already
-tried>*: reached" (per prompt, outputs/base16/report/{sft,dpo}/completions.jsonl).
+tried>*: reached" (scripts/stage_flips.py on outputs/base16/report/{sft,dpo}/completions.jsonl).
 
 ``rejected_cut="parting"`` keeps the preference on the mistake itself: the tokens both sides
 share join the prompt, the chosen side keeps the rest of its text, and the rejected side is
 only the one token where it parts from the chosen (the retried arm). That is the first
 error of the rejected trace, in its own on-policy context, against what the chosen trace
 does there.
+
+What it did on base16's SFT model (run x1, README "DPO and RL on a looping model"): SFT's
+right answers were kept (3 lost to wrong answers, against 43), and the loops were kept too
+(49.5% -> 49.0% after DPO and RL): lowering the retried arm alone did not teach the next one.
 """
 
 from __future__ import annotations
