@@ -246,6 +246,8 @@ def _rewrites_prefix(branch: LoopBranch, continuation: Any) -> bool:
         return False
     step = list(continuation.token_ids)[:branch.repeat_tokens]
     prefix = list(branch.prefix_ids)
-    # the spans that cross into the step count too (a prefix cut inside a step); after a first
-    # repeat (``second_repeat``) the prefix holds a repeat itself, so only what the step writes counts
+    if first_repeat(prefix) is None:
+        return first_repeat([*prefix, *step]) is not None
+    # cut after a first repeat (``second_repeat``): the prefix holds a repeat itself, so only
+    # what the step writes counts (with the spans that cross into it from the prefix's end)
     return rewrites(prefix, prefix[-(MIN_REPEAT_TOKENS - 1):] + step)
