@@ -125,6 +125,27 @@ def test_when_no_sample_is_good_the_reference_solution_is_chosen(tmp_path_factor
 
 
 @pytest.mark.slow
+def test_rejected_cut_keeps_only_the_first_token_where_the_rejected_side_parts(tmp_path_factory, manager):
+    whole = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True)
+    cut = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True,
+                             rejected_cut="parting")
+    _, tokenizer = load_model_and_tokenizer(base_model(tmp_path_factory))
+    assert len(cut.pairs) == len(whole.pairs) == 4
+    for before, after in zip(whole.pairs, cut.pairs):
+        assistant = before.prompt
+        # the same text, split elsewhere: the shared start moved into the prompt
+        assert after.prompt + after.chosen == assistant + before.chosen.removesuffix("<|im_end|>")
+        assert after.prompt.startswith(assistant)
+        shared = after.prompt[len(assistant):]
+        assert before.rejected.startswith(shared) and not before.rejected.startswith(shared + after.chosen)
+        # the rejected sample's first own character(s), or its EOS where it stopped and the chosen went on
+        assert after.rejected or after.rejected_ends
+        # (an untrained model's samples hold undecodable bytes, written as U+FFFD: 3 tokens here)
+        assert before.rejected.startswith(shared + after.rejected)
+        assert len(tokenizer(after.rejected, add_special_tokens=False)["input_ids"]) <= 4
+
+
+@pytest.mark.slow
 def test_rejected_each_pairs_every_distinct_loser_with_the_chosen(tmp_path_factory, manager):
     worst = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True)
     each = _never_preferences(manager, tmp_path_factory, min_margin=0.5, reference_chosen=True, rejected="each")

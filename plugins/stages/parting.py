@@ -35,7 +35,8 @@ REJECTED_CUT = ("none", "parting")
 def cut_at_parting(tokenizer: Any, pair: PreferencePair) -> PreferencePair | None:
     """The pair with the shared start moved into the prompt and the rejected side cut to the
     token where it parts from the chosen side (EOS counts where a side ended: a rejected side
-    that stops where the chosen one goes on parts there); None when the sides never part."""
+    that stops where the chosen one goes on parts there); None when the sides never part.
+    Where that token holds part of a character, the cut takes the tokens that complete it."""
     eos = tokenizer.eos_token_id
 
     def ids(text: str, ends: bool) -> list[int]:
@@ -47,8 +48,17 @@ def cut_at_parting(tokenizer: Any, pair: PreferencePair) -> PreferencePair | Non
     if at is None:
         return None
     decode = lambda part: tokenizer.decode(part, skip_special_tokens=False)  # noqa: E731
-    chosen_rest, rejected_token = chosen[at:], rejected[at:at + 1]
-    chosen_ends, rejected_ends = chosen_rest[-1:] == [eos], rejected_token == [eos]
-    return replace(pair, prompt=pair.prompt + decode(chosen[:at]),
+    # a byte-level token can hold part of a character: split and cut where whole characters end
+    whole_chosen, whole_rejected = decode(chosen), decode(rejected)
+    start = at
+    while start > 0 and not whole_chosen.startswith(decode(chosen[:start])):
+        start -= 1
+    end = at + 1
+    while end < len(rejected) and not whole_rejected.startswith(decode(rejected[:end])):
+        end += 1
+    chosen_rest, rejected_part = chosen[start:], rejected[start:end]
+    chosen_ends, rejected_ends = chosen_rest[-1:] == [eos], rejected_part[-1:] == [eos]
+    return replace(pair, prompt=pair.prompt + decode(chosen[:start]),
                    chosen=decode(chosen_rest[:-1] if chosen_ends else chosen_rest), chosen_ends=chosen_ends,
-                   rejected=decode([] if rejected_ends else rejected_token), rejected_ends=rejected_ends)
+                   rejected=decode(rejected_part[:-1] if rejected_ends else rejected_part),
+                   rejected_ends=rejected_ends)
