@@ -63,6 +63,7 @@ class LoopBranch:
     prefix_ids: tuple = ()  # the prefix's token ids, to check that a chosen step does not re-write it
     repeat_ids: tuple = ()  # the repeat's token ids, to find where a continuation parts from it
     looping: bool = True  # False: a repeat inside a completion that went on and ended (branch_from=repeats)
+    after_repeat: bool = False  # cut after its first repeat (branch_at=second_repeat): the prefix holds one
 
 
 #: the shortest re-written span that counts as going round again, in tokens: longer than the
@@ -146,7 +147,7 @@ def split_loop(tokenizer: Any, task: Task, token_ids: list[int], loop: Any, text
     return LoopBranch(task=task, prefix=decode(token_ids[:at]), repeat=decode(token_ids[at:at + period]),
                       loop_text=text, loop_score=score, repeat_tokens=period,
                       prefix_ids=tuple(token_ids[:at]), repeat_ids=tuple(token_ids[at:at + period]),
-                      looping=bool(loop.looping))
+                      looping=bool(loop.looping), after_repeat=at_repeat == "second_repeat")
 
 
 def branch_pairs(model: Any, tokenizer: Any, env_name: str, environment: Environment, jury: Any,
@@ -246,8 +247,8 @@ def _rewrites_prefix(branch: LoopBranch, continuation: Any) -> bool:
         return False
     step = list(continuation.token_ids)[:branch.repeat_tokens]
     prefix = list(branch.prefix_ids)
-    if first_repeat(prefix) is None:
+    if not branch.after_repeat:
         return first_repeat([*prefix, *step]) is not None
-    # cut after a first repeat (``second_repeat``): the prefix holds a repeat itself, so only
-    # what the step writes counts (with the spans that cross into it from the prefix's end)
+    # the prefix holds a repeat itself, so only what the step writes counts (with the spans
+    # that cross into it from the prefix's end)
     return rewrites(prefix, prefix[-(MIN_REPEAT_TOKENS - 1):] + step)
