@@ -42,6 +42,18 @@ class Verification:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Correction:
+    """Where a completion first goes wrong and how a right one goes on from there.
+
+    ``keep`` characters of the completion are right as they stand (the state the policy
+    reached); ``continuation`` is what a correct completion writes after them, to the end.
+    """
+
+    keep: int
+    continuation: str
+
+
 class Environment(ABC):
     """Base class of environment plugins.
 
@@ -63,6 +75,13 @@ class Environment(ABC):
         """Tools the policy may call while it writes an RL rollout (TRL's ``GRPOTrainer(tools=)``):
         functions whose docstring TRL turns into the tool schema. None by default."""
         return []
+
+    def correct(self, task: Task, completion: str, ended: bool = True) -> Correction | None:
+        """An expert's correction of a completion at its first mistake, from the state the
+        policy reached there (DPO's ``dpo.corrections``); None where the environment has no
+        expert or the completion holds no mistake (``ended``: whether the completion ended by
+        itself; one cut by the token budget may stop short of a right one). None by default."""
+        return None
 
     @classmethod
     def offers_rollout_tools(cls) -> bool:

@@ -31,9 +31,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from edgesmith.core.environment import Task, Verification
+from edgesmith.core.environment import Correction, Task, Verification
 from edgesmith.core.errors import ConfigError
 
+from .search_expert import search_correction
 from .synthetic import FINAL_ANSWER, GeneratedEnvironment, final_answer
 
 SYSTEM = ("Solve the problem step by step. End with a last line of the form "
@@ -191,3 +192,9 @@ class ReasoningEnvironment(GeneratedEnvironment):
             ok = len(numbers) == 1 and numbers[0] == reference["answer"]
         details["reason"] = "" if ok else f"wrong answer: got {answer!r}"
         return Verification(1.0 if ok else 0.0, ok, details)
+
+    def correct(self, task: Task, completion: str, ended: bool = True) -> Correction | None:
+        """The search task's expert correction (:mod:`.search_expert`); the other kinds have none."""
+        if task.metadata.get("kind") != "search":
+            return None
+        return search_correction(task, completion, ended)

@@ -145,7 +145,8 @@ class DPOStage(Stage):
                                            loop_branches=options.loop_branches,
                                            branch_chosen=options.branch_chosen,
                                            branch_from=options.branch_from, branch_at=options.branch_at,
-                                           branch_correct_only=options.branch_correct_only)
+                                           branch_correct_only=options.branch_correct_only,
+                                           corrections=options.corrections)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
@@ -158,7 +159,8 @@ def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:
         "loop_rate": round(prefs.loop_rate, 4),
         "mean_chosen_score": sum(p.chosen_score for p in pairs) / len(pairs) if pairs else None,
         "mean_rejected_score": sum(p.rejected_score for p in pairs) / len(pairs) if pairs else None,
-        "loop_branch_pairs": sum(bool(p.prefix) for p in pairs),
+        "loop_branch_pairs": sum(bool(p.prefix) and not p.correction for p in pairs),
+        "correction_pairs": sum(p.correction for p in pairs),
         "prompts_paired": len({(p.environment, p.task_id) for p in pairs}),
         "greedy_chosen": sum(any(c.greedy and c.text == p.chosen for c in p.candidates) for p in pairs),
         "reference_chosen": sum(any(c.reference and c.text == p.chosen for c in p.candidates) for p in pairs),

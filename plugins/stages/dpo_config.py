@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
+from .corrections import CORRECTIONS
 from .loop_branches import BRANCH_AT, BRANCH_CHOSEN, BRANCH_FROM
 from .parting import REJECTED_CUT
 from .precision import check_precision
@@ -49,7 +50,10 @@ class DPOStageConfig:
     (``first_repeat`` or ``second_repeat``) branches before the first re-written step, or
     after it, where a loop goes round a second time;
     ``branch_correct_only``: a branch pair's chosen continuation must end with a verified right
-    answer (otherwise the jury's best may be a wrong answer that merely ends).
+    answer (otherwise the jury's best may be a wrong answer that merely ends);
+    ``corrections`` (``none``, ``decision`` or ``rest``) adds, for every candidate whose first
+    mistake the environment's expert can name, a pair at that mistake: the expert's next token
+    (or its whole remaining trace) against the candidate's (see :mod:`.corrections`).
 
     ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
     (0 turns it off). Without it the preference loss is content to lower both likelihoods
@@ -76,6 +80,7 @@ class DPOStageConfig:
     branch_from: str = "loops"
     branch_at: str = "first_repeat"
     branch_correct_only: bool = False
+    corrections: str = "none"
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     sft_weight: float = 0.0
@@ -116,9 +121,12 @@ class DPOStageConfig:
             raise ConfigError("dpo.rejected", self.rejected, ", ".join(REJECTED))
         if self.rejected_cut not in REJECTED_CUT:
             raise ConfigError("dpo.rejected_cut", self.rejected_cut, ", ".join(REJECTED_CUT))
-        if self.rejected == "none" and self.loop_branches < 1:
-            raise ConfigError("dpo.rejected", self.rejected, "worst or each, or none with dpo.loop_branches >= 1",
-                              "without whole-completion pairs, only loop branches give pairs")
+        if self.corrections not in CORRECTIONS:
+            raise ConfigError("dpo.corrections", self.corrections, ", ".join(CORRECTIONS))
+        if self.rejected == "none" and self.loop_branches < 1 and self.corrections == "none":
+            raise ConfigError("dpo.rejected", self.rejected, "worst or each, or none with dpo.loop_branches >= 1 "
+                              "or dpo.corrections=decision|rest",
+                              "without whole-completion pairs, only loop branches or corrections give pairs")
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError("dpo.aggregation", self.aggregation, ", ".join(AGGREGATIONS))
         if self.loss_type not in LOSS_TYPES:

@@ -26,7 +26,7 @@ example of finishing it, which is exactly where the preference is most needed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ class PreferencePair:
     # whether the policy ended right after each side (EOS follows it in training, preference_tokens.py)
     chosen_ends: bool = True
     rejected_ends: bool = True
+    correction: bool = False  # an expert's correction at the rejected side's first mistake (.corrections)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -107,7 +108,7 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       loop_branches: int = 0, branch_chosen: str = "step",
                       branch_from: str = "loops", branch_correct_only: bool = False,
                       reference_wins_ties: bool = False, rejected_cut: str = "none",
-                      branch_at: str = "first_repeat") -> PreferenceRound:
+                      branch_at: str = "first_repeat", corrections: str = "none") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -127,13 +128,19 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     continuations that end with a verified right answer can be a branch pair's chosen side.
     ``rejected_cut``: ``none`` (a whole-completion pair's rejected side is the whole text) or
     ``parting`` (only its first token that differs from the chosen side; :mod:`.parting`).
+    ``corrections``: ``none``, or ``decision``/``rest``: each distinct sampled or greedy
+    candidate the environment's expert finds a mistake in also gives a correction pair, tie
+    or not (:mod:`.corrections`).
     """
+    from .corrections import CORRECTIONS, correction_pair
     from .parting import REJECTED_CUT, cut_at_parting
 
     if rejected not in REJECTED:
         raise ValueError(f"rejected={rejected!r}: expected one of {', '.join(REJECTED)}")
     if rejected_cut not in REJECTED_CUT:
         raise ValueError(f"rejected_cut={rejected_cut!r}: expected one of {', '.join(REJECTED_CUT)}")
+    if corrections not in CORRECTIONS:
+        raise ValueError(f"corrections={corrections!r}: expected one of {', '.join(CORRECTIONS)}")
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
     from edgesmith.plugins.loops.numerals import numeral_token_ids
@@ -179,6 +186,14 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                                             finished=finished[i], greedy=i == len(completions) - 1,
                                             looping=loop.looping))
             n_candidates += len(candidates)
+            if corrections != "none":
+                prompt = prompt_text(tokenizer, task)
+                for i in _distinct(candidates):
+                    fix = correction_pair(tokenizer, environments[env_name], env_name, task, prompt,
+                                          candidates[i].text, candidates[i].finished, candidates[i].score,
+                                          round_index, corrections)
+                    if fix is not None:
+                        pairs.append(replace(fix, correction=True))
             best = max(range(len(candidates)), key=lambda i: candidates[i].score)
             worst = min(range(len(candidates)), key=lambda i: candidates[i].score)
             if with_reference:
@@ -227,6 +242,14 @@ def chosen_index(candidates: list[Candidate], best: int, reference: int, min_mar
     if gap >= max(min_margin, 1e-9) or (reference_wins_ties and gap >= -1e-9):
         return reference
     return best
+
+
+def _distinct(candidates: list[Candidate]) -> list[int]:
+    """The first candidate of each distinct text."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(candidates):
+        seen.setdefault(c.text, i)
+    return list(seen.values())
 
 
 def _distinct_losers(candidates: list[Candidate], best: int, min_margin: float) -> list[int]:

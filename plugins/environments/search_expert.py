@@ -1,0 +1,91 @@
+"""The expert of the ``search`` reasoning task: the right way on from any state a trace reaches.
+
+A search trace is a list of tries, one per line, each true of the graph: ``Try 74>13>22:
+dead end, back to 74.`` for an arm that does not hold the target, ``Try 74>51>48*: reached
+48.`` for the one that does, then the final answer. A trace's first mistake is the first
+line that is not such a try, or re-tries an arm already tried (the doom loop's retry), or
+claims the target on a dead end. The expert keeps every line before it (the state the
+policy reached, including arms it tried out of the listed order: any untried arm is a right
+next try) and goes on the way the reference trace does: the untried arms in the order the
+centre's edges are listed, until the target's arm, then the final answer.
+
+This is what DPO's correction pairs (``dpo.corrections``) are made of: the policy's own
+text up to its mistake, then the expert's next token against the policy's.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgesmith.core.environment import Correction, Task
+
+from .synthetic import FINAL_ANSWER
+
+_EDGE = re.compile(r"(\d+)>(\d+)\*?")
+_ENDS = re.compile(r"Find the path from (\d+) to (\d+)\*")
+
+
+def search_arms(prompt: str) -> tuple[int, int, list[list[int]]]:
+    """(centre, target, arms in the order the centre's edges are listed) of a search prompt."""
+    ends = _ENDS.search(prompt)
+    if ends is None:
+        raise ValueError(f"not a search prompt (no 'Find the path from A to B*'): {prompt[:80]!r}")
+    centre, target = int(ends.group(1)), int(ends.group(2))
+    edges = [(int(a), int(b)) for a, b in _EDGE.findall(prompt[:ends.start()])]
+    following = {a: b for a, b in edges if a != centre}
+    arms = []
+    for a, first in edges:
+        if a != centre:
+            continue
+        arm = [centre, first]
+        while arm[-1] in following and len(arm) <= len(edges):
+            arm.append(following[arm[-1]])
+        arms.append(arm)
+    return centre, target, arms
+
+
+def _try_line(arm: list[int], centre: int, target: int) -> str:
+    walk = ">".join(str(v) for v in arm)
+    if arm[-1] == target:
+        return f"Try {walk}*: reached {target}."
+    return f"Try {walk}: dead end, back to {centre}."
+
+
+def search_correction(task: Task, completion: str, ended: bool = True) -> Correction | None:
+    """The expert's correction of a search trace at its first mistake (None: no mistake in it;
+    a trace that did not end, cut by the token budget, may stop anywhere the expert's would go on)."""
+    centre, target, arms = search_arms(task.messages[-1]["content"])
+    goal = next((arm for arm in arms if arm[-1] == target), None)
+    if goal is None:
+        return None
+    start = f"Start at {centre}."
+    answer = f"{FINAL_ANSWER} {','.join(str(v) for v in goal)}"
+    tries = {_try_line(arm, centre, target): arm for arm in arms}
+    tried: set[str] = set()
+    keep, reached = 0, False
+    lines = completion.split("\n")
+    for i, line in enumerate(lines[:-1]):  # complete lines only; the last one may be cut short
+        right = (line == start) if i == 0 else (not reached and line in tries and line not in tried)
+        if not right:
+            break
+        if i > 0:
+            tried.add(line)
+            reached = tries[line] is goal
+        keep += len(line) + 1
+    written = completion[keep:]
+    untried = [] if reached else [arm for arm in arms if _try_line(arm, centre, target) not in tried]
+    # the arm the policy chose at its mistake, when that choice was a right one (an untried
+    # arm): the expert keeps it and corrects what follows (a claimed target, a wrong edge)
+    chose = re.match(rf"Try {centre}>(\d+)\D", written) if keep > 0 else None
+    first = next((arm for arm in untried if chose and arm[1] == int(chose.group(1))), None)
+    # then the untried arms in listed order, up to the target's
+    listed = untried[:untried.index(goal) + 1] if untried else []
+    order = [first] if first is goal else ([first] if first else []) + [arm for arm in listed if arm is not first]
+    rest = ([start] if keep == 0 else []) + [_try_line(arm, centre, target) for arm in order]
+    continuation = "\n".join([*rest, answer])
+    if written == continuation:
+        return None  # the expert's own text
+    if not ended and (continuation.startswith(written)
+                      or any(_try_line(arm, centre, target).startswith(written) for arm in untried)):
+        return None  # right so far, cut by the budget
+    return Correction(keep=keep, continuation=continuation)

@@ -1,0 +1,66 @@
+"""Correction pairs: the policy's own text up to its first mistake, then the expert's next token
+against the policy's (``dpo.corrections``).
+
+Every other pair DPO gets here is judged between the policy's own candidates (and the
+reference solution), and on the search task the candidates that end are mostly wrong: the
+jury's "best" taught the model to stop or to claim the target, not to move on (README "DPO
+and RL on a looping model"). A correction needs no candidate to be right. The environment's
+expert (:meth:`Environment.correct <edgesmith.core.environment.Environment.correct>`) finds
+where a candidate first goes wrong (on the search task: the retried arm where a doom loop
+starts, a claimed target on a dead end, a final answer before the target) and writes how a
+right trace goes on from the state the policy reached there. The two sides share the
+policy's text up to that point and then every token both write; they part at one token (the
+next arm the expert takes against the retried one). This is the step-level correction of
+DAgger (Ross et al., 2011) and of step-level DPO with expert steps: states the policy reaches
+itself, labels from the expert, so the pairs sit exactly where SFT's teacher-forced traces
+never went.
+
+``corrections="decision"``: each side is the one token where they part (the tokens before
+it join the prompt). ``"rest"``: the chosen side is the expert's whole remaining trace, the
+rejected side still the one token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from edgesmith.core.environment import Environment, Task
+
+from .parting import cut_at_parting
+from .preferences import PreferencePair
+
+#: what a correction pair's chosen side is: none (no correction pairs), the expert's one token
+#: where it parts from the policy, or the expert's whole remaining trace
+CORRECTIONS = ("none", "decision", "rest")
+
+
+def correction_pair(tokenizer: Any, environment: Environment, env_name: str, task: Task, prompt: str,
+                    text: str, ended: bool, score: float, round_index: int, sides: str) -> PreferencePair | None:
+    """The correction pair of one candidate completion, or None (no expert, no mistake, or
+    sides that never part)."""
+    if sides not in CORRECTIONS[1:]:
+        raise ValueError(f"sides={sides!r}: expected one of {', '.join(CORRECTIONS[1:])}")
+    fix = environment.correct(task, text, ended)
+    if fix is None:
+        return None
+    kept = text[:fix.keep]
+    pair = PreferencePair(round=round_index, environment=env_name, task_id=task.id, prompt=prompt + kept,
+                          chosen=fix.continuation, rejected=text[fix.keep:], chosen_score=1.0,
+                          rejected_score=score, prefix=kept, chosen_ends=True, rejected_ends=ended)
+    pair = cut_at_parting(tokenizer, pair)
+    if pair is None:
+        return None
+    pair = replace(pair, prefix=pair.prompt[len(prompt):])
+    if sides == "decision" and pair.chosen:
+        pair = replace(pair, chosen=_first_token(tokenizer, pair.chosen), chosen_ends=False)
+    return pair
+
+
+def _first_token(tokenizer: Any, text: str) -> str:
+    """The text of ``text``'s first token (with the tokens that complete its last character)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    end = 1
+    while end < len(ids) and not text.startswith(tokenizer.decode(ids[:end], skip_special_tokens=False)):
+        end += 1
+    return tokenizer.decode(ids[:end], skip_special_tokens=False)
