@@ -84,6 +84,11 @@ class Environment(ABC):
         return None
 
     @classmethod
+    def has_expert(cls) -> bool:
+        """Whether this environment can correct completions (it overrides :meth:`correct`)."""
+        return cls.correct is not Environment.correct
+
+    @classmethod
     def offers_rollout_tools(cls) -> bool:
         """Whether this environment has rollout tools (it overrides :meth:`rollout_tools`);
         known from the class, so a stage can check its options before building anything."""

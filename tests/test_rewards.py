@@ -115,3 +115,27 @@ def test_toolcall_format_reward():
     import json
 
     assert reward(prompts=[""], completions=completions[:1], tools=[json.dumps([WEATHER])]) == [1.0]
+
+
+def test_progress_reward_is_the_share_written_before_the_first_mistake():
+    from edgesmith.core.environment import Task
+    from edgesmith.plugins.environments.reasoning import ReasoningEnvironment
+    from edgesmith.plugins.rewards.progress import ProgressReward
+
+    prompt = "Edges: 89>73*, 21>86, 30>76, 98>89, 98>21, 98>28, 98>30, 28>85. Find the path from 98 to 73*."
+    task = Task(id="t", messages=[{"role": "user", "content": prompt}], reference={"kind": "star",
+                "answer": [98, 89, 73]}, metadata={"kind": "search"})
+    letters = LettersEnvironment().tasks("train", 1)[0]
+    runtime = RewardRuntime(environments={"reasoning": ReasoningEnvironment(), "letters": LettersEnvironment()},
+                            tasks={"r": ("reasoning", task), "l": ("letters", letters)})
+    start, dead = "Start at 98.\n", "Try 98>21>86: dead end, back to 98.\n"
+    right = start + dead + "Try 98>89>73*: reached 73.\nFinal answer: 98,89,73"
+    quit_after_one = start + "Final answer: 98,21,86"
+    quit_after_two = start + dead + "Final answer: 98,21,86"
+    loop = start + dead * 4
+    out = ProgressReward(runtime=runtime)(prompts=["p"] * 6, completions=[right, quit_after_one, quit_after_two,
+                                                                          loop, "aaaa", "x"],
+                                          task_key=["r", "r", "r", "r", "l", "unknown"])
+    assert out[0] == 1.0
+    assert 0 < out[1] < out[2] < 1 and out[3] == out[2]  # further right before the mistake pays more
+    assert out[4] is None and out[5] is None  # no expert for the task, or no task
