@@ -83,6 +83,13 @@ class Environment(ABC):
         itself; one cut by the token budget may stop short of a right one). None by default."""
         return None
 
+    def corrections(self, task: Task, completion: str, ended: bool = True) -> list[Correction]:
+        """The expert's corrections at the first mistake and at each later one it can go on
+        from (a mistake that leaves the state as it was, like a repeated step). By default
+        the first one only."""
+        fix = self.correct(task, completion, ended)
+        return [fix] if fix is not None else []
+
     @classmethod
     def has_expert(cls) -> bool:
         """Whether this environment can correct completions (it overrides :meth:`correct`)."""

@@ -8,7 +8,7 @@ import pytest
 from edgesmith.core.environment import Task
 from edgesmith.core.errors import ConfigError
 from edgesmith.plugins.environments.reasoning import ReasoningEnvironment
-from edgesmith.plugins.stages.corrections import correction_pair
+from edgesmith.plugins.stages.corrections import correction_pairs
 from edgesmith.plugins.stages.dpo_config import DPOStageConfig
 from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 from edgesmith.plugins.stages.preference_tokens import tokenize_pairs
@@ -26,8 +26,15 @@ def tokenizer(tmp_path_factory):
     return load_model_and_tokenizer(base_model(tmp_path_factory))[1]
 
 
+def _pairs(tokenizer, text, sides, ended=False, at="first"):
+    return correction_pairs(tokenizer, ReasoningEnvironment(), "reasoning", TASK, RENDERED, text, ended, -1.0, 0,
+                            sides, at)
+
+
 def _pair(tokenizer, text, sides, ended=False):
-    return correction_pair(tokenizer, ReasoningEnvironment(), "reasoning", TASK, RENDERED, text, ended, -1.0, 0, sides)
+    pairs = _pairs(tokenizer, text, sides, ended)
+    assert len(pairs) <= 1
+    return pairs[0] if pairs else None
 
 
 def test_a_loop_is_corrected_at_its_retry_with_the_next_arm(tokenizer):
@@ -52,14 +59,28 @@ def test_right_text_and_tasks_without_an_expert_make_no_pair(tokenizer):
     assert _pair(tokenizer, KEPT + "Try 98>89>73*: reached 73.\nFinal answer: 98,89,73", "decision", True) is None
     assert _pair(tokenizer, KEPT + "Try 98>8", "decision") is None  # cut by the budget on its way
     star = Task(id="s", messages=TASK.messages, reference={}, metadata={"kind": "star"})
-    assert correction_pair(tokenizer, ReasoningEnvironment(), "reasoning", star, RENDERED, LOOP, False, 0.0, 0,
-                           "decision") is None
+    assert correction_pairs(tokenizer, ReasoningEnvironment(), "reasoning", star, RENDERED, LOOP, False, 0.0, 0,
+                            "decision", "every") == []
+
+
+def test_every_retry_of_a_loop_and_a_quit_after_a_retry_are_corrected_too(tokenizer):
+    retry = "Try 98>21>86: dead end, back to 98.\n"
+    pairs = _pairs(tokenizer, LOOP, "decision", at="every")
+    # one pair per retry (three), each from the state after the retries before it
+    assert [p.prefix.count(retry) for p in pairs] == [1, 2, 3]
+    assert all("89".startswith(p.chosen) and "21".startswith(p.rejected) for p in pairs)
+    quit_after_retry = KEPT + retry + "Final answer: 98,21,86"
+    pairs = _pairs(tokenizer, quit_after_retry, "decision", ended=True, at="every")
+    assert len(pairs) == 2 and pairs[1].prefix == KEPT + retry  # "Try" (the next arm) against "Final"
+    assert "Try".startswith(pairs[1].chosen) and "Final".startswith(pairs[1].rejected)
 
 
 def test_the_option_is_checked_and_makes_pairs_without_whole_completions():
     with pytest.raises(ConfigError, match="dpo.corrections"):
         DPOStageConfig(corrections="all")
     DPOStageConfig(rejected="none", corrections="decision")  # correction pairs alone are enough
+    with pytest.raises(ConfigError, match="dpo.corrections_at"):
+        DPOStageConfig(corrections="decision", corrections_at="last")
     with pytest.raises(ConfigError, match="dpo.rejected"):
         DPOStageConfig(rejected="none")
 

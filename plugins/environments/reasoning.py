@@ -34,7 +34,7 @@ from typing import Any
 from edgesmith.core.environment import Correction, Task, Verification
 from edgesmith.core.errors import ConfigError
 
-from .search_expert import search_correction
+from .search_expert import search_correction, search_corrections
 from .synthetic import FINAL_ANSWER, GeneratedEnvironment, final_answer
 
 SYSTEM = ("Solve the problem step by step. End with a last line of the form "
@@ -198,3 +198,9 @@ class ReasoningEnvironment(GeneratedEnvironment):
         if task.metadata.get("kind") != "search":
             return None
         return search_correction(task, completion, ended)
+
+    def corrections(self, task: Task, completion: str, ended: bool = True) -> list[Correction]:
+        """The search task's corrections at its first mistake and after each retried arm."""
+        if task.metadata.get("kind") != "search":
+            return []
+        return search_corrections(task, completion, ended, past_retries=True)

@@ -54,38 +54,58 @@ def _try_line(arm: list[int], centre: int, target: int) -> str:
 def search_correction(task: Task, completion: str, ended: bool = True) -> Correction | None:
     """The expert's correction of a search trace at its first mistake (None: no mistake in it;
     a trace that did not end, cut by the token budget, may stop anywhere the expert's would go on)."""
+    found = search_corrections(task, completion, ended)
+    return found[0] if found else None
+
+
+def search_corrections(task: Task, completion: str, ended: bool = True,
+                       past_retries: bool = False) -> list[Correction]:
+    """The expert's corrections of a search trace: at its first mistake, and with
+    ``past_retries`` also at each mistake after a retried arm (a retry is true of the graph,
+    so the state after it is the state before it: the expert goes on from there, as a trace
+    that recovers from its retry must). Any other mistake ends the list."""
     centre, target, arms = search_arms(task.messages[-1]["content"])
     goal = next((arm for arm in arms if arm[-1] == target), None)
     if goal is None:
-        return None
+        return []
     start = f"Start at {centre}."
     answer = f"{FINAL_ANSWER} {','.join(str(v) for v in goal)}"
     tries = {_try_line(arm, centre, target): arm for arm in arms}
     tried: set[str] = set()
-    keep, reached = 0, False
+    reached = False
+
+    def expert(keep: int) -> Correction:
+        written = completion[keep:]
+        untried = [] if reached else [arm for arm in arms if _try_line(arm, centre, target) not in tried]
+        # the arm the policy chose at its mistake, when that choice was a right one (an untried
+        # arm): the expert keeps it and corrects what follows (a claimed target, a wrong edge)
+        chose = re.match(rf"Try {centre}>(\d+)\D", written) if keep > 0 else None
+        first = next((arm for arm in untried if chose and arm[1] == int(chose.group(1))), None)
+        # then the untried arms in listed order, up to the target's
+        listed = untried[:untried.index(goal) + 1] if untried else []
+        order = [first] if first is goal else ([first] if first else []) + [arm for arm in listed if arm is not first]
+        rest = ([start] if keep == 0 else []) + [_try_line(arm, centre, target) for arm in order]
+        return Correction(keep=keep, continuation="\n".join([*rest, answer]))
+
+    found: list[Correction] = []
+    keep = 0
     lines = completion.split("\n")
     for i, line in enumerate(lines[:-1]):  # complete lines only; the last one may be cut short
         right = (line == start) if i == 0 else (not reached and line in tries and line not in tried)
-        if not right:
-            break
-        if i > 0:
-            tried.add(line)
-            reached = tries[line] is goal
-        keep += len(line) + 1
-    written = completion[keep:]
-    untried = [] if reached else [arm for arm in arms if _try_line(arm, centre, target) not in tried]
-    # the arm the policy chose at its mistake, when that choice was a right one (an untried
-    # arm): the expert keeps it and corrects what follows (a claimed target, a wrong edge)
-    chose = re.match(rf"Try {centre}>(\d+)\D", written) if keep > 0 else None
-    first = next((arm for arm in untried if chose and arm[1] == int(chose.group(1))), None)
-    # then the untried arms in listed order, up to the target's
-    listed = untried[:untried.index(goal) + 1] if untried else []
-    order = [first] if first is goal else ([first] if first else []) + [arm for arm in listed if arm is not first]
-    rest = ([start] if keep == 0 else []) + [_try_line(arm, centre, target) for arm in order]
-    continuation = "\n".join([*rest, answer])
-    if written == continuation:
-        return None  # the expert's own text
-    if not ended and (continuation.startswith(written)
-                      or any(_try_line(arm, centre, target).startswith(written) for arm in untried)):
-        return None  # right so far, cut by the budget
-    return Correction(keep=keep, continuation=continuation)
+        if right:
+            if i > 0:
+                tried.add(line)
+                reached = tries[line] is goal
+            keep += len(line) + 1
+            continue
+        found.append(expert(keep))
+        if not (past_retries and i > 0 and line in tried):
+            return found
+        keep += len(line) + 1  # past the retry, from the same state
+    fix, written = expert(keep), completion[keep:]
+    untried_lines = [line for line in tries if line not in tried] if not reached else []
+    if written == fix.continuation:
+        return found  # the expert's own text
+    if not ended and (fix.continuation.startswith(written) or any(line.startswith(written) for line in untried_lines)):
+        return found  # right so far, cut by the budget
+    return [*found, fix]

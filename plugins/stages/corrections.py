@@ -17,7 +17,10 @@ never went.
 
 ``corrections="decision"``: each side is the one token where they part (the tokens before
 it join the prompt). ``"rest"``: the chosen side is the expert's whole remaining trace, the
-rejected side still the one token.
+rejected side still the one token. ``corrections_at="every"`` also corrects the mistakes
+after the first that the expert can go on from (on the search task, what comes after each
+retried arm: a loop gives a pair at each of its retries, and a trace that quits after a
+retry is told to try the next arm instead).
 """
 
 from __future__ import annotations
@@ -33,28 +36,40 @@ from .preferences import PreferencePair
 #: what a correction pair's chosen side is: none (no correction pairs), the expert's one token
 #: where it parts from the policy, or the expert's whole remaining trace
 CORRECTIONS = ("none", "decision", "rest")
+#: where a candidate is corrected: at its first mistake, or at every one the expert can go on from
+CORRECTIONS_AT = ("first", "every")
 
 
-def correction_pair(tokenizer: Any, environment: Environment, env_name: str, task: Task, prompt: str,
-                    text: str, ended: bool, score: float, round_index: int, sides: str) -> PreferencePair | None:
-    """The correction pair of one candidate completion, or None (no expert, no mistake, or
-    sides that never part)."""
+def correction_pairs(tokenizer: Any, environment: Environment, env_name: str, task: Task, prompt: str,
+                     text: str, ended: bool, score: float, round_index: int, sides: str,
+                     at: str = "first") -> list[PreferencePair]:
+    """The correction pairs of one candidate completion: at its first mistake (``at="first"``)
+    or at every mistake the expert can go on from (``"every"``; on the search task, also after
+    each retried arm). None without an expert or a mistake, or where the sides never part."""
     if sides not in CORRECTIONS[1:]:
         raise ValueError(f"sides={sides!r}: expected one of {', '.join(CORRECTIONS[1:])}")
-    fix = environment.correct(task, text, ended)
-    if fix is None:
-        return None
-    kept = text[:fix.keep]
-    pair = PreferencePair(round=round_index, environment=env_name, task_id=task.id, prompt=prompt + kept,
-                          chosen=fix.continuation, rejected=text[fix.keep:], chosen_score=1.0,
-                          rejected_score=score, prefix=kept, chosen_ends=True, rejected_ends=ended)
-    pair = cut_at_parting(tokenizer, pair)
-    if pair is None:
-        return None
-    pair = replace(pair, prefix=pair.prompt[len(prompt):])
-    if sides == "decision" and pair.chosen:
-        pair = replace(pair, chosen=_first_token(tokenizer, pair.chosen), chosen_ends=False)
-    return pair
+    if at not in CORRECTIONS_AT:
+        raise ValueError(f"at={at!r}: expected one of {', '.join(CORRECTIONS_AT)}")
+    if at == "every":
+        fixes = environment.corrections(task, text, ended)
+    else:
+        first = environment.correct(task, text, ended)
+        fixes = [first] if first is not None else []
+    pairs = []
+    for fix in fixes:
+        kept = text[:fix.keep]
+        pair = PreferencePair(round=round_index, environment=env_name, task_id=task.id, prompt=prompt + kept,
+                              chosen=fix.continuation, rejected=text[fix.keep:], chosen_score=1.0,
+                              rejected_score=score, prefix=kept, chosen_ends=True, rejected_ends=ended,
+                              correction=True)
+        pair = cut_at_parting(tokenizer, pair)
+        if pair is None:
+            continue
+        pair = replace(pair, prefix=pair.prompt[len(prompt):])
+        if sides == "decision" and pair.chosen:
+            pair = replace(pair, chosen=_first_token(tokenizer, pair.chosen), chosen_ends=False)
+        pairs.append(pair)
+    return pairs
 
 
 def _first_token(tokenizer: Any, text: str) -> str:

@@ -146,7 +146,8 @@ class DPOStage(Stage):
                                            branch_chosen=options.branch_chosen,
                                            branch_from=options.branch_from, branch_at=options.branch_at,
                                            branch_correct_only=options.branch_correct_only,
-                                           corrections=options.corrections)
+                                           corrections=options.corrections,
+                                           corrections_at=options.corrections_at)
 
 
 def _round_summary(r: int, prefs: PreferenceRound) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from edgesmith.core.errors import ConfigError
 from edgesmith.core.options import PluginRef, require_at_least_one
 
-from .corrections import CORRECTIONS
+from .corrections import CORRECTIONS, CORRECTIONS_AT
 from .loop_branches import BRANCH_AT, BRANCH_CHOSEN, BRANCH_FROM
 from .parting import REJECTED_CUT
 from .precision import check_precision
@@ -53,7 +53,9 @@ class DPOStageConfig:
     answer (otherwise the jury's best may be a wrong answer that merely ends);
     ``corrections`` (``none``, ``decision`` or ``rest``) adds, for every candidate whose first
     mistake the environment's expert can name, a pair at that mistake: the expert's next token
-    (or its whole remaining trace) against the candidate's (see :mod:`.corrections`).
+    (or its whole remaining trace) against the candidate's (see :mod:`.corrections`);
+    ``corrections_at`` (``first`` or ``every``): at the first mistake only, or also at each
+    later one the expert can go on from (after a retried arm on the search task).
 
     ``sft_weight`` adds the chosen completions' mean token NLL to the loss with that weight
     (0 turns it off). Without it the preference loss is content to lower both likelihoods
@@ -81,6 +83,7 @@ class DPOStageConfig:
     branch_at: str = "first_repeat"
     branch_correct_only: bool = False
     corrections: str = "none"
+    corrections_at: str = "first"
     loss_type: str = "sigmoid_norm"
     beta: float = 0.1
     sft_weight: float = 0.0
@@ -123,6 +126,8 @@ class DPOStageConfig:
             raise ConfigError("dpo.rejected_cut", self.rejected_cut, ", ".join(REJECTED_CUT))
         if self.corrections not in CORRECTIONS:
             raise ConfigError("dpo.corrections", self.corrections, ", ".join(CORRECTIONS))
+        if self.corrections_at not in CORRECTIONS_AT:
+            raise ConfigError("dpo.corrections_at", self.corrections_at, ", ".join(CORRECTIONS_AT))
         if self.rejected == "none" and self.loop_branches < 1 and self.corrections == "none":
             raise ConfigError("dpo.rejected", self.rejected, "worst or each, or none with dpo.loop_branches >= 1 "
                               "or dpo.corrections=decision|rest",

@@ -26,7 +26,7 @@ example of finishing it, which is exactly where the preference is most needed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,8 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                       loop_branches: int = 0, branch_chosen: str = "step",
                       branch_from: str = "loops", branch_correct_only: bool = False,
                       reference_wins_ties: bool = False, rejected_cut: str = "none",
-                      branch_at: str = "first_repeat", corrections: str = "none") -> PreferenceRound:
+                      branch_at: str = "first_repeat", corrections: str = "none",
+                      corrections_at: str = "first") -> PreferenceRound:
     """Samples, judges and pairs; the greedy completion is always one of the candidates.
 
     ``min_margin``: the least score difference between chosen and rejected (smaller is a tie).
@@ -130,9 +131,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
     ``parting`` (only its first token that differs from the chosen side; :mod:`.parting`).
     ``corrections``: ``none``, or ``decision``/``rest``: each distinct sampled or greedy
     candidate the environment's expert finds a mistake in also gives a correction pair, tie
-    or not (:mod:`.corrections`).
+    or not (:mod:`.corrections`); ``corrections_at``: ``first`` (its first mistake) or ``every``.
     """
-    from .corrections import CORRECTIONS, correction_pair
+    from .corrections import CORRECTIONS, correction_pairs
     from .parting import REJECTED_CUT, cut_at_parting
 
     if rejected not in REJECTED:
@@ -187,13 +188,14 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                                             looping=loop.looping))
             n_candidates += len(candidates)
             if corrections != "none":
-                prompt = prompt_text(tokenizer, task)
+                prompt, seen_fixes = prompt_text(tokenizer, task), set()
                 for i in _distinct(candidates):
-                    fix = correction_pair(tokenizer, environments[env_name], env_name, task, prompt,
-                                          candidates[i].text, candidates[i].finished, candidates[i].score,
-                                          round_index, corrections)
-                    if fix is not None:
-                        pairs.append(replace(fix, correction=True))
+                    for fix in correction_pairs(tokenizer, environments[env_name], env_name, task, prompt,
+                                                candidates[i].text, candidates[i].finished, candidates[i].score,
+                                                round_index, corrections, corrections_at):
+                        if (fix.prompt, fix.chosen, fix.rejected) not in seen_fixes:  # candidates share starts
+                            seen_fixes.add((fix.prompt, fix.chosen, fix.rejected))
+                            pairs.append(fix)
             best = max(range(len(candidates)), key=lambda i: candidates[i].score)
             worst = min(range(len(candidates)), key=lambda i: candidates[i].score)
             if with_reference:
