@@ -60,6 +60,8 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
         **preference_losses(options),
         beta=options.beta,
         max_length=options.max_length,
+        # the reference model is fixed: its log-probs are computed once, not again every epoch
+        precompute_ref_log_probs=options.precompute_reference,
     )
     trainer_class = dpo_trainer_class()
     trainer = trainer_class(model=model, ref_model=reference, args=args,
