@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgesmith.core.environment import Environment, Task, Verification
+from edgesmith.core.environment import Correction, Environment, Task, Verification
 from edgesmith.core.hookspecs import hookimpl
 from edgesmith.core.pipeline import run_pipeline
 from stages_support import EOS, base_model, run_config
@@ -37,10 +37,23 @@ class ChantEnvironment(Environment):
         return Verification(1.0 if ok else 0.0, ok, {})
 
 
+class ExpertChantEnvironment(ChantEnvironment):
+    """``chant`` with an expert: a chant is right up to where it parts from the answer."""
+
+    name = "chant_expert"
+
+    def correct(self, task, completion, ended=True):
+        text = completion.split(EOS)[0]
+        keep = next((i for i, (a, b) in enumerate(zip(text, ANSWER)) if a != b), min(len(text), len(ANSWER)))
+        if text == ANSWER or (not ended and ANSWER.startswith(text)):
+            return None
+        return Correction(keep=keep, continuation=ANSWER[keep:])
+
+
 class _Chant:
     @hookimpl
     def edgesmith_environments(self):
-        return {"chant": ChantEnvironment}
+        return {"chant": ChantEnvironment, "chant_expert": ExpertChantEnvironment}
 
 
 @pytest.fixture
@@ -55,13 +68,13 @@ def chant_registered():
         manager.unregister("tests:chant")
 
 
-def greedy_loop_rate(model_dir, n=24):
+def greedy_loop_rate(model_dir, n=24, environment=ChantEnvironment):
     from edgesmith.plugins.evaluation.rollout import generate_completions
     from edgesmith.plugins.loops.detector import detect_loop
     from edgesmith.plugins.stages.model_io import load_model_and_tokenizer
 
     model, tokenizer = load_model_and_tokenizer(model_dir)
-    tasks = ChantEnvironment().tasks("eval", n)
+    tasks = environment().tasks("eval", n)
     completions = generate_completions(model, tokenizer, tasks, temperature=0.0, max_new_tokens=64)
     return sum(detect_loop(list(c.token_ids), c.finished).looping for (c,) in completions) / n
 
@@ -78,5 +91,26 @@ def test_dpo_lowers_the_greedy_loop_rate_of_a_loop_prone_checkpoint(tmp_path, tm
     artifacts = run_pipeline(cfg, tmp_path / "run", chant_registered)
     after_sft = greedy_loop_rate(artifacts["sft"].path)
     after_dpo = greedy_loop_rate(artifacts["dpo"].path)
+    assert after_sft >= 0.5, "the SFT checkpoint should loop on most prompts (3 of 4 training answers never end)"
+    assert after_dpo <= after_sft - 0.25, (after_sft, after_dpo)
+
+
+def test_dpo_on_the_experts_corrections_alone_lowers_the_greedy_loop_rate(tmp_path, tmp_path_factory,
+                                                                        chant_registered, one_thread):
+    """No whole-completion pairs: only the expert's next token (the full stop after three
+    words) against the chant's (another word), at the point where each candidate goes wrong."""
+    torch.manual_seed(0)
+    cfg = run_config(tmp_path, ["sft", "dpo"], init_from=str(base_model(tmp_path_factory)),
+                     sft={"environments": ["chant_expert"], "tasks_per_environment": 64, "max_steps": 200,
+                          "batch_size": 8, "max_length": 48, "learning_rate": 5e-3, "save_steps": 200},
+                     dpo={"environments": ["chant_expert"], "prompts_per_environment": 24, "rounds": 1,
+                          "samples": 4, "temperature": 1.0, "max_new_tokens": 64, "batch_size": 8,
+                          "max_length": 96, "learning_rate": 2e-3, "save_steps": 50, "rejected": "none",
+                          "corrections": "decision", "epochs": 3})
+    artifacts = run_pipeline(cfg, tmp_path / "run", chant_registered)
+    pairs = [line for line in (tmp_path / "run" / "dpo" / "round_0" / "pairs.jsonl").read_text().splitlines() if line]
+    assert pairs and all('"correction": true' in line for line in pairs)
+    after_sft = greedy_loop_rate(artifacts["sft"].path, environment=ExpertChantEnvironment)
+    after_dpo = greedy_loop_rate(artifacts["dpo"].path, environment=ExpertChantEnvironment)
     assert after_sft >= 0.5, "the SFT checkpoint should loop on most prompts (3 of 4 training answers never end)"
     assert after_dpo <= after_sft - 0.25, (after_sft, after_dpo)

@@ -19,7 +19,7 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "description"
 
 
 def test_rewards_are_registered():
-    assert {"verifier", "repetition", "toolcall_format"} <= set(get_plugin_manager().names("reward"))
+    assert {"verifier", "repetition", "toolcall_format", "progress"} <= set(get_plugin_manager().names("reward"))
 
 
 def test_verifier_reward_scores_by_task_key_and_watches_the_signal():

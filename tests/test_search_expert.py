@@ -89,3 +89,12 @@ def test_a_right_arm_choice_is_kept_and_what_follows_it_corrected(env):
     fix = env.correct(_task(), START + "Try 98>28>85*: reached 85.\n" + ANSWER)
     assert fix.keep == len(START)
     assert fix.continuation == "Try 98>28>85: dead end, back to 98.\n" + REACHED + ANSWER
+
+
+def test_environments_without_an_expert_correct_nothing():
+    from stages_support import LettersEnvironment
+
+    letters = LettersEnvironment()
+    task = letters.tasks("train", 1)[0]
+    assert not LettersEnvironment.has_expert() and ReasoningEnvironment.has_expert()
+    assert letters.correct(task, "zzzz") is None and letters.corrections(task, "zzzz") == []

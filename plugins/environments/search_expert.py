@@ -7,7 +7,9 @@ line that is not such a try, or re-tries an arm already tried (the doom loop's r
 claims the target on a dead end. The expert keeps every line before it (the state the
 policy reached, including arms it tried out of the listed order: any untried arm is a right
 next try) and goes on the way the reference trace does: the untried arms in the order the
-centre's edges are listed, until the target's arm, then the final answer.
+centre's edges are listed, until the target's arm, then the final answer. Where the wrong
+line starts with an untried arm (the choice was right, what followed it was not), the expert
+takes that arm first, so the pair is about the mistake and not about the order.
 
 This is what DPO's correction pairs (``dpo.corrections``) are made of: the policy's own
 text up to its mistake, then the expert's next token against the policy's.
