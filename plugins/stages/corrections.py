@@ -21,6 +21,13 @@ rejected side still the one token. ``corrections_at="every"`` also corrects the 
 after the first that the expert can go on from (on the search task, what comes after each
 retried arm: a loop gives a pair at each of its retries, and a trace that quits after a
 retry is told to try the next arm instead).
+
+What it did on base16's SFT model (49.5% greedy loops, 45.0% accuracy; README "DPO and RL on
+a looping model"): added to the main job's DPO, 8.5% loops at 41.0% accuracy after DPO (run
+c2, against 0.5% / 34.0% without), 6.5% / 45.5% after RL; other seeds and sizes kept less,
+and with 100 prompts instead of 120 the loops stayed (55.0%, run base18). Corrections alone,
+on one token each, made the model drift (71.0% loops, c1): the whole-completion pairs' SFT
+term on whole traces is what keeps the rest of the text in place.
 """
 
 from __future__ import annotations
