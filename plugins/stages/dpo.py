@@ -60,8 +60,10 @@ def train_dpo(ctx: StageContext, policy_dir: Path, pairs: list[PreferencePair], 
         **preference_losses(options),
         beta=options.beta,
         max_length=options.max_length,
-        # the reference model is fixed: its log-probs are computed once, not again every epoch
-        precompute_ref_log_probs=options.precompute_reference,
+        # the reference model is fixed: its log-probs are computed once, not again every epoch;
+        # one process only: TRL keeps them in a cache file in the main process's own temporary
+        # directory, which the other processes of a launch cannot open
+        precompute_ref_log_probs=options.precompute_reference and not distributed.is_distributed(),
     )
     trainer_class = dpo_trainer_class()
     trainer = trainer_class(model=model, ref_model=reference, args=args,

@@ -95,7 +95,8 @@ class DPOStageConfig:
     save_steps: int = 50
     precision: str = "fp32"
     gradient_checkpointing: bool = False  # recompute activations in backward (memory for time)
-    precompute_reference: bool = True  # the reference's log-probs once per round, not once per step
+    # the reference's log-probs once per round, not once per step (single-process runs only)
+    precompute_reference: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
