@@ -72,19 +72,22 @@ def search_corrections(task: Task, completion: str, ended: bool = True,
         return []
     start = f"Start at {centre}."
     answer = f"{FINAL_ANSWER} {','.join(str(v) for v in goal)}"
-    tries = {_try_line(arm, centre, target): arm for arm in arms}
+    tries = {_try_line(arm, centre, target): arm for arm in arms}  # in listed order
     tried: set[str] = set()
     reached = False
 
+    def untried() -> list[list[int]]:
+        return [] if reached else [arm for line, arm in tries.items() if line not in tried]
+
     def expert(keep: int) -> Correction:
         written = completion[keep:]
-        untried = [] if reached else [arm for arm in arms if _try_line(arm, centre, target) not in tried]
+        untried_arms = untried()
         # the arm the policy chose at its mistake, when that choice was a right one (an untried
         # arm): the expert keeps it and corrects what follows (a claimed target, a wrong edge)
         chose = re.match(rf"Try {centre}>(\d+)\D", written) if keep > 0 else None
-        first = next((arm for arm in untried if chose and arm[1] == int(chose.group(1))), None)
+        first = next((arm for arm in untried_arms if chose and arm[1] == int(chose.group(1))), None)
         # then the untried arms in listed order, up to the target's
-        listed = untried[:untried.index(goal) + 1] if untried else []
+        listed = untried_arms[:untried_arms.index(goal) + 1] if untried_arms else []
         order = [first] if first is goal else ([first] if first else []) + [arm for arm in listed if arm is not first]
         rest = ([start] if keep == 0 else []) + [_try_line(arm, centre, target) for arm in order]
         return Correction(keep=keep, continuation="\n".join([*rest, answer]))
@@ -105,9 +108,9 @@ def search_corrections(task: Task, completion: str, ended: bool = True,
             return found
         keep += len(line) + 1  # past the retry, from the same state
     fix, written = expert(keep), completion[keep:]
-    untried_lines = [line for line in tries if line not in tried] if not reached else []
     if written == fix.continuation:
         return found  # the expert's own text
-    if not ended and (fix.continuation.startswith(written) or any(line.startswith(written) for line in untried_lines)):
+    if not ended and (fix.continuation.startswith(written)
+                      or any(_try_line(arm, centre, target).startswith(written) for arm in untried())):
         return found  # right so far, cut by the budget
     return [*found, fix]

@@ -36,7 +36,7 @@ class ProgressReward(Reward):
         rewards: list[float | None] = []
         for key, text in zip(keys, completion_texts(completions, kwargs, tokenizer)):
             for end in ends:  # the EOS a finished completion's ids hold is not part of its text
-                text = text.removesuffix(end) if text.endswith(end) else text
+                text = text.removesuffix(end)
             if key not in self.runtime.tasks:
                 rewards.append(None)
                 continue

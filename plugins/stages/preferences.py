@@ -187,8 +187,9 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                                             finished=finished[i], greedy=i == len(completions) - 1,
                                             looping=loop.looping))
             n_candidates += len(candidates)
+            prompt = prompt_text(tokenizer, task)
             if corrections != "none":
-                prompt, seen_fixes = prompt_text(tokenizer, task), set()
+                seen_fixes = set()
                 for i in _distinct(candidates):
                     for fix in correction_pairs(tokenizer, environments[env_name], env_name, task, prompt,
                                                 candidates[i].text, candidates[i].finished, candidates[i].score,
@@ -211,7 +212,6 @@ def build_preferences(model: Any, tokenizer: Any, tasks: list[tuple[str, Task]],
                 losers = _distinct_losers(candidates, best, min_margin)
             else:
                 losers = [worst] if rejected == "worst" else []
-            prompt = prompt_text(tokenizer, task)
             for i, loser in enumerate(losers):
                 pair = PreferencePair(
                     round=round_index, environment=env_name, task_id=task.id, prompt=prompt,
