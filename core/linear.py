@@ -14,9 +14,20 @@ result bit-identical to ``nn.Linear``.
 ``aten._weight_int8pack_mm`` (activations in bf16). :func:`quantize_int8` turns a loaded
 model's linear layers, the LM head included, into :class:`Int8Linear`; it is a load-time
 transform (``edgesmith eval quant=int8``), not a checkpoint format.
+
+:class:`Int8DynamicLinear` (``quant=int8_dynamic``) keeps the same per-channel int8 weights
+but also quantizes each call's activations to 8 bits (one scale per call) and multiplies
+integers with PyTorch's fbgemm kernel (``quantized::linear_dynamic``, the kernel of
+``torch.ao``'s dynamic quantization). On a CPU with 8-bit dot-product instructions (VNNI)
+that streams int8 weights about 1.5x faster than ``_weight_int8pack_mm``, which converts
+every weight to bf16 before multiplying; the price is the activations' rounding
+(``edgesmith bench bench=model_speed`` measures both paths, ``scripts/int8_accuracy.py``
+their greedy accuracy).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -24,13 +35,34 @@ from torch import nn
 
 from .errors import ConfigError
 
-QUANT_MODES = ("int8",)
+QUANT_MODES = ("int8", "int8_dynamic")
+# The dtype each mode loads the checkpoint in (what the layers it does not quantize run in):
+# the weight-only kernel takes bf16 rows; fbgemm takes float32 ones, so casts are avoided.
+QUANT_LOAD_DTYPES = {"int8": torch.bfloat16, "int8_dynamic": torch.float32}
 MATVEC_MIN_WEIGHT = 256 * 256  # below this, bf16 mv is no faster than linear (per-call cost dominates)
 KERNEL_BLOCK = 16  # aten._weight_int8pack_mm needs in_features to be a multiple of this
 # The int8 kernel's cost grows with every row (it is a mat-vec per row); from about 64 rows on,
 # dequantizing the weight once and running one bf16 GEMM is faster (measured on this CPU, 1 thread).
 INT8_KERNEL_MAX_ROWS = 64
 QUANT_CHUNK_ROWS = 4096  # rows quantized at a time (bounds the float32 scratch while quantizing)
+
+
+def quantize_per_channel(weight: torch.Tensor, scale_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: ``(q, scale)`` with ``w ~ q * scale[:, None]``.
+
+    ``scale = max|w_row| / 127``, rounded to ``scale_dtype`` before the weights are divided by
+    it (so they fit the scale the kernel multiplies by). Done in chunks of rows, so quantizing
+    a large LM head needs no float32 copy of the whole matrix.
+    """
+    w = weight.detach()
+    q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
+    scales = torch.empty(w.shape[0], dtype=scale_dtype, device=w.device)
+    for start in range(0, w.shape[0], QUANT_CHUNK_ROWS):
+        rows = w[start:start + QUANT_CHUNK_ROWS].float()
+        s = (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-30).to(scale_dtype)
+        q[start:start + QUANT_CHUNK_ROWS] = torch.round(rows / s.float()[:, None]).clamp(-127, 127)
+        scales[start:start + QUANT_CHUNK_ROWS] = s
+    return q, scales
 
 
 class Linear(nn.Linear):
@@ -57,16 +89,9 @@ class Int8Linear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         super().__init__()
-        w = weight.detach()
-        self.out_features, self.in_features = w.shape
-        q = torch.empty(w.shape, dtype=torch.int8, device=w.device)
-        scales = torch.empty(self.out_features, dtype=torch.bfloat16, device=w.device)
-        for start in range(0, self.out_features, QUANT_CHUNK_ROWS):  # in chunks: no fp32 copy of a whole LM head
-            rows = w[start:start + QUANT_CHUNK_ROWS].float()
-            # the kernel takes bf16 scales: round them first, so the int8 values are fitted to the scale used
-            s = (rows.abs().amax(dim=1) / 127.0).clamp_min(1e-30).to(torch.bfloat16)
-            q[start:start + QUANT_CHUNK_ROWS] = torch.round(rows / s.float()[:, None]).clamp(-127, 127)
-            scales[start:start + QUANT_CHUNK_ROWS] = s
+        self.out_features, self.in_features = weight.shape
+        # the kernel takes bf16 scales: the int8 values are fitted to the rounded scale it uses
+        q, scales = quantize_per_channel(weight, torch.bfloat16)
         self.register_buffer("weight_int8", q)
         self.register_buffer("scales", scales)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -89,6 +114,46 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel"
 
 
+class Int8DynamicLinear(nn.Module):
+    """Int8 weights per channel and int8 activations per call: fbgemm's dynamic-quantized linear.
+
+    The weight is held only in fbgemm's packed form (``packed``, made by
+    ``quantized::linear_prepack``; not a buffer, so not in ``state_dict``: this is a load-time
+    transform). Every call quantizes its float32 rows with one affine 8-bit scale computed
+    from them, multiplies in integers and returns float32 (cast to the input's dtype).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        q, scales = quantize_per_channel(weight, torch.float32)
+        zero_points = torch.zeros(self.out_features, dtype=torch.long)
+        with warnings.catch_warnings():
+            # PyTorch has deprecated quantized tensors (the kernel's only way in) without a CPU
+            # replacement yet (torch._int_mm, the int8 GEMM left, is far slower on CPU).
+            warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+            qweight = torch._make_per_channel_quantized_tensor(q.cpu(), scales.double().cpu(), zero_points, 0)
+        bias32 = None if bias is None else bias.detach().float().cpu()
+        self.packed = torch.ops.quantized.linear_prepack(qweight, bias32)
+        self.packed_bytes = q.numel() + scales.numel() * 4  # what a call streams
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if rows.dtype != torch.float32:
+            rows = rows.float()
+        # the overload itself: the op packet's Python-side dispatch checks cost ~5% of a decode step
+        y = _LINEAR_DYNAMIC(rows, self.packed, DYNAMIC_REDUCE_RANGE).view(*x.shape[:-1], self.out_features)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight the kernel multiplies by, as float32 (for checks and tolerances)."""
+        qweight, _ = torch.ops.quantized.linear_unpack(self.packed)
+        return qweight.dequantize()
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-channel, dynamic int8 rows"
+
+
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replaces every ``nn.Linear`` of ``model`` (in place) by an :class:`Int8Linear`; returns it.
 
@@ -101,12 +166,31 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     if not hasattr(torch.ops.aten, "_weight_int8pack_mm"):
         raise RuntimeError(f"torch {torch.__version__} has no aten._weight_int8pack_mm; accepted: torch >= 2.4")
     # the kernel reads the reduction dim in blocks of 16 (other widths give wrong results or crash)
-    targets = [(name, module) for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and module.in_features % KERNEL_BLOCK == 0]
-    for name, module in targets:
+    return _replace_linears(model, Int8Linear, lambda module: module.in_features % KERNEL_BLOCK == 0)
+
+
+def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
+    """Replaces every ``nn.Linear`` of ``model`` (in place) by an :class:`Int8DynamicLinear`; returns it.
+
+    Needs PyTorch's fbgemm (x86) quantized engine; the model is CPU-only and for inference
+    afterwards. A tied LM head gets its own int8 copy, as in :func:`quantize_int8`.
+    """
+    engines = torch.backends.quantized.supported_engines
+    if "fbgemm" not in engines:
+        raise RuntimeError(f"quant=int8_dynamic needs PyTorch's fbgemm quantized engine (x86 CPUs); this "
+                           f"build has {engines}. Accepted here: quant=int8 (weight-only)")
+    return _replace_linears(model, Int8DynamicLinear, lambda module: True)
+
+
+def _replace_linears(model: nn.Module, layer: type, accepts) -> nn.Module:
+    # names only: holding the modules would keep every float weight alive until the last is replaced
+    targets = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and accepts(module)]
+    for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear(module.weight, module.bias))
+        module = getattr(parent, child)
+        setattr(parent, child, layer(module.weight, module.bias))
+        del module
     config = getattr(model, "config", None)
     if config is not None:
         config.tie_word_embeddings = False  # the head is its own int8 tensor now
@@ -119,4 +203,22 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
         return model
     if mode == "int8":
         return quantize_int8(model)
+    if mode == "int8_dynamic":
+        return quantize_int8_dynamic(model)
     raise ConfigError("quant", mode, f"null (no quantization) or one of: {', '.join(QUANT_MODES)}")
+
+
+def _has_vnni() -> bool:
+    """Whether the CPU has 8-bit dot-product instructions (Linux flags; False where unknown)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+_LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic.default
+# Without VNNI, fbgemm multiplies u8 x s8 pairs into int16 and full-range activations can
+# saturate it; 7-bit activations cannot (torch.ao's dynamic quantization does the same on x86).
+DYNAMIC_REDUCE_RANGE = not _has_vnni()

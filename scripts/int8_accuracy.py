@@ -1,13 +1,15 @@
-"""Greedy accuracy of one quickly trained model in float32, bf16 and int8 weight-only, side by side.
+"""Greedy accuracy of one quickly trained model in float32, bf16, int8 and int8_dynamic, side by side.
 
 No trained checkpoint ships with the project, so this trains one itself: a byte-level BPE
 tokenizer on the world corpus, an edgesmith hybrid (hidden 256, short convs + 2 gqa layers),
 then ``--steps`` of supervised fine-tuning on the environments' reference solutions
 (assistant tokens only). The same weights are then evaluated greedily on each
-environment's eval split as float32, as bf16 and as int8 weight-only
-(:func:`edgesmith.core.linear.quantize_int8`), through the rollout loop the eval and DPO
-stages use. Printed per environment: accuracy per dtype, and the share of prompts whose
-int8 completion differs from the bf16 / float32 one (an upper bound on the accuracy gap).
+environment's eval split as float32, as bf16, as int8 weight-only
+(:func:`edgesmith.core.linear.quantize_int8`) and as int8 weights with int8 rows
+(:func:`edgesmith.core.linear.quantize_int8_dynamic`), through the rollout loop the eval and
+DPO stages use. Printed per environment: accuracy per dtype, and the share of prompts whose
+int8 / int8_dynamic completion differs from the bf16 / float32 one (an upper bound on the
+accuracy gap).
 
 Usage: ``.venv/bin/python scripts/int8_accuracy.py [--steps 300] [--prompts 100] [--threads 1]``
 """
@@ -23,7 +25,7 @@ import torch
 
 import edgesmith.core.modeling  # noqa: F401  (registers the model with the Auto classes)
 from edgesmith.core.configuration import EdgeConfig
-from edgesmith.core.linear import quantize_int8
+from edgesmith.core.linear import QUANT_LOAD_DTYPES, quantize
 from edgesmith.core.modeling import EdgeForCausalLM
 from edgesmith.core.plugin_manager import get_plugin_manager
 from edgesmith.plugins.evaluation.rollout import generate_rollouts
@@ -111,25 +113,24 @@ def main() -> None:
         m = EdgeForCausalLM(config)
         m.load_state_dict(state)
         m = m.eval()
-        if kind == "float32":
-            return m
-        m = m.to(torch.bfloat16)
-        return quantize_int8(m) if kind == "int8" else m
+        if kind in ("float32", "bfloat16"):
+            return m.to(getattr(torch, kind))
+        return quantize(m.to(QUANT_LOAD_DTYPES[kind]), kind)  # loaded as `edgesmith eval quant=...` does
 
+    kinds, quantized = ("float32", "bfloat16", "int8", "int8_dynamic"), ("int8", "int8_dynamic")
     plugins = get_plugin_manager()
-    print(f"\n{'environment':12s} {'float32':>8s} {'bf16':>8s} {'int8':>8s}   int8 completions differing from: "
-          f"bf16 / float32 ({args.prompts} prompts each, greedy, {args.max_new_tokens} new tokens)")
+    print(f"\n{'environment':12s}" + "".join(f" {k:>12s}" for k in kinds) + "   completions differing from "
+          f"bf16 / float32: int8, int8_dynamic ({args.prompts} prompts each, greedy, {args.max_new_tokens} new tokens)")
     with torch.inference_mode():
         for name in args.envs:
             env = plugins.build("environment", name, key="envs", seed=0)
             tasks = env.tasks("eval", args.prompts)
-            out = {kind: greedy(variant(kind), tokenizer, env, tasks, args.max_new_tokens)
-                   for kind in ("float32", "bfloat16", "int8")}
+            out = {kind: greedy(variant(kind), tokenizer, env, tasks, args.max_new_tokens) for kind in kinds}
             acc = {k: sum(c) / len(c) for k, (_, c) in out.items()}
-            differ = {k: sum(a != b for a, b in zip(out["int8"][0], out[k][0])) / len(tasks)
-                      for k in ("bfloat16", "float32")}
-            print(f"{name:12s} {acc['float32']:8.1%} {acc['bfloat16']:8.1%} {acc['int8']:8.1%}   "
-                  f"{differ['bfloat16']:.1%} / {differ['float32']:.1%}", flush=True)
+            differ = {(q, k): sum(a != b for a, b in zip(out[q][0], out[k][0])) / len(tasks)
+                      for q in quantized for k in ("bfloat16", "float32")}
+            print(f"{name:12s}" + "".join(f" {acc[k]:12.1%}" for k in kinds) + "   " + ", ".join(
+                f"{differ[q, 'bfloat16']:.1%} / {differ[q, 'float32']:.1%}" for q in quantized), flush=True)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
         assert math.isclose(ratios[name]["decode tok/s @8"], expected)
     # the roofline: GB/s per dtype and path, and each decode cell as a fraction of it
     roofline = report["roofline"]
-    assert set(roofline["best_gb_s"]) == {"float32", "bfloat16", "int8"} and roofline["fp32_gb_s"] > 0
+    assert set(roofline["best_gb_s"]) == {"float32", "bfloat16", "int8", "int8_dynamic"} and roofline["fp32_gb_s"] > 0
     cell = report["roofline_fractions"]["float32"]["edgesmith"]["cells"]["8"]
     assert math.isclose(cell["of_fp32_bandwidth"] * cell["roofline_tok_s"], results["edgesmith"]["decode_tok_s"]["8"])
     # rollouts: both engines timed, greedy outputs compared row by row
@@ -139,12 +139,15 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
 @pytest.mark.slow
 def test_int8_is_measured_for_edgesmith_only(tmp_path):
     overrides = [o for o in MINIATURE if not o.startswith("model_speed.dtypes")]
-    assert main(["bench", "bench=model_speed", *overrides, "model_speed.dtypes=[float32,int8]",
+    assert main(["bench", "bench=model_speed", *overrides, "model_speed.dtypes=[float32,int8,int8_dynamic]",
                  "model_speed.models=[edgesmith,lfm2]", "model_speed.rollout=false", f"hydra.run.dir={tmp_path}"]) == 0
     report = json.loads((tmp_path / "model_speed.json").read_text())
-    assert sorted(report["results"]["int8"]) == ["edgesmith"]
-    int8, fp32 = report["results"]["int8"]["edgesmith"], report["results"]["float32"]["edgesmith"]
-    assert int8["decode_bytes"] < fp32["decode_bytes"] / 2  # int8 weights (+ bf16 scales and norms)
-    speedup = report["ratios"]["int8"]["edgesmith/edgesmith float32"]["decode tok/s @8"]
-    assert math.isclose(speedup, int8["decode_tok_s"]["8"] / fp32["decode_tok_s"]["8"])
+    fp32 = report["results"]["float32"]["edgesmith"]
+    for dtype in ("int8", "int8_dynamic"):
+        assert sorted(report["results"][dtype]) == ["edgesmith"]
+        int8 = report["results"][dtype]["edgesmith"]
+        # int8 weights (+ scales and norms); int8_dynamic's packed weights are counted though not buffers
+        assert fp32["decode_bytes"] / 4 < int8["decode_bytes"] < fp32["decode_bytes"] / 2
+        speedup = report["ratios"][dtype]["edgesmith/edgesmith float32"]["decode tok/s @8"]
+        assert math.isclose(speedup, int8["decode_tok_s"]["8"] / fp32["decode_tok_s"]["8"])
     assert report["rollouts"] == {}

@@ -184,3 +184,19 @@ def test_int8_eval_runs_the_quantized_model(models, tmp_path):
     assert m["loops"] == 3 and m["mean_length"] == 48
     with pytest.raises(ConfigError, match=r"invalid config value quant='int4': accepted null"):
         EvalOptions(quant="int4")
+
+
+@pytest.mark.skipif("fbgemm" not in torch.backends.quantized.supported_engines, reason="needs fbgemm (x86)")
+def test_int8_dynamic_eval_runs_the_quantized_model(models):
+    """quant=int8_dynamic loads the checkpoint in float32 with fbgemm's int8 layers; the looping
+    model still loops on every prompt."""
+    from edgesmith.core.linear import Int8DynamicLinear
+    from edgesmith.plugins.evaluation.evaluate import load_model
+
+    root, _ = models
+    model, _ = load_model(root / "looping", quant="int8_dynamic")
+    assert isinstance(model.lm_head, Int8DynamicLinear) and model.model.embed_tokens.weight.dtype == torch.float32
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    options = EvalOptions(envs=["reasoning"], n_prompts=3, samples=0, max_new_tokens=48, quant="int8_dynamic")
+    m = evaluate(options, root / "looping")["environments"]["reasoning"]["greedy"]
+    assert m["loops"] == 3 and m["mean_length"] == 48

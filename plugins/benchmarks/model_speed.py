@@ -14,7 +14,9 @@ loop vs transformers' ``generate`` on LFM2, same weights, plus whether their gre
 outputs are identical). The median of the repeats is reported, with the ratios edgesmith /
 lfm2 and edgesmith / llama, each decode cell as a fraction of the roofline (the weights
 it reads per token at the fp32 mat-vec bandwidth), and the int8 and bf16 speed-ups over
-fp32. dtype ``int8`` is edgesmith only: bf16 weights quantized to int8 per channel.
+fp32. dtypes ``int8`` and ``int8_dynamic`` are edgesmith only: weights quantized to int8 per
+channel, multiplied by ``_weight_int8pack_mm`` (bf16 rows) or by fbgemm with the rows
+quantized too (:mod:`edgesmith.core.linear`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from rich.table import Table
 from edgesmith.core.errors import ConfigError
 
 MODELS = ("edgesmith", "lfm2", "llama")
-DTYPES = ("float32", "bfloat16", "int8")
+DTYPES = ("float32", "bfloat16", "int8", "int8_dynamic")
 CLOCKS = ("wall", "cpu")
 SECTION = "model_speed"  # options live in the config section named like the benchmark
 
@@ -53,7 +55,7 @@ class ModelSpeedOptions:
     The layout is not an option: it is the ``model`` config group (``model=PRESET``).
     """
 
-    dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16", "int8"])
+    dtypes: list[str] = field(default_factory=lambda: list(DTYPES))
     prefill_lengths: list[int] = field(default_factory=lambda: [512, 2048])
     decode_contexts: list[int] = field(default_factory=lambda: [512, 2048, 4096])
     decode_tokens: int = 32
@@ -233,8 +235,8 @@ def _median(runs: list[dict[str, Any]], clock: str) -> dict[str, Any]:
 
 
 def _models_for(opts: ModelSpeedOptions, dtype: str) -> list[str]:
-    """int8 is edgesmith's own quantization: the transformers models run it in no form."""
-    return ["edgesmith"] if dtype == "int8" else list(opts.models)
+    """int8 and int8_dynamic are edgesmith's own quantizations: the transformers models run them in no form."""
+    return ["edgesmith"] if dtype.startswith("int8") else list(opts.models)
 
 
 def _metric_rows(opts: ModelSpeedOptions) -> list[tuple[str, str, str | None]]:

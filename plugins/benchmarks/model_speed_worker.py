@@ -3,8 +3,8 @@
 ``python -m edgesmith.plugins.benchmarks.model_speed_worker SPEC.json RESULT.json`` runs one
 of three tasks (``spec["task"]``) with a fixed thread count:
 
-* ``model``: loads one model directory in one dtype (``int8``: bf16 weights quantized by
-  :func:`edgesmith.core.linear.quantize_int8`), then for every context C prefills C tokens
+* ``model``: loads one model directory in one dtype (``int8`` / ``int8_dynamic``: quantized
+  by :func:`edgesmith.core.linear.quantize` after loading in bf16 / fp32), then for every context C prefills C tokens
   (timed) and decodes ``decode_tokens`` greedy tokens with the model's own cache, each
   step timed on its own (the median step is the decode speed: one stalled step on a shared
   machine does not move it). Every model is driven through the same two calls (a full
@@ -12,7 +12,7 @@ of three tasks (``spec["task"]``) with a fixed thread count:
   so the numbers differ only by what the model does inside them.
 * ``roofline``: how fast one row times a weight matrix streams the weights, in GB/s, for
   each dtype and CPU path (fp32 ``linear``; bf16 ``linear`` and ``mv``; int8
-  ``_weight_int8pack_mm``), on the benchmarked layout's own matrix shapes.
+  ``_weight_int8pack_mm``; int8_dynamic fbgemm's ``linear_dynamic``), on the benchmarked layout's own matrix shapes.
 * ``rollout``: batched sampled rollouts (left-padded prompts, several samples each) and
   greedy outputs, by edgesmith's rollout loop on edgesmith or by ``generate`` on LFM2.
 
@@ -33,7 +33,10 @@ from typing import Any
 
 import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.bfloat16}
+from edgesmith.core.linear import DYNAMIC_REDUCE_RANGE, QUANT_LOAD_DTYPES, QUANT_MODES
+
+# a quantized "dtype" loads the checkpoint in the dtype its quantization runs the other layers in
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, **QUANT_LOAD_DTYPES}
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
@@ -67,6 +70,8 @@ def decode_bytes(model: torch.nn.Module) -> int:
     head = getattr(model.get_output_embeddings(), "weight", None)
     tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
     total = sum(t.numel() * t.element_size() for t in tensors.values())
+    # fbgemm's packed int8 weights (Int8DynamicLinear) are neither parameters nor buffers
+    total += sum(getattr(module, "packed_bytes", 0) for module in model.modules())
     if head is None or head.data_ptr() != embedding.data_ptr():
         total -= embedding.numel() * embedding.element_size()
     return total
@@ -123,7 +128,7 @@ def measure_model(spec: dict[str, Any]) -> dict[str, Any]:
     dtype_name = spec["dtype"]
     dtype = DTYPES[dtype_name]
     t0 = time.perf_counter()
-    model = load_model(spec["kind"], spec["path"], dtype, quant="int8" if dtype_name == "int8" else None)
+    model = load_model(spec["kind"], spec["path"], dtype, quant=dtype_name if dtype_name in QUANT_MODES else None)
     load_s = time.perf_counter() - t0
     import psutil
 
@@ -186,6 +191,9 @@ def measure_roofline(spec: dict[str, Any]) -> dict[str, Any]:
     scales = [w.abs().amax(1) / 127 for w in weights]
     int8 = [torch.round(w / s[:, None]).clamp(-127, 127).to(torch.int8) for w, s in zip(weights, scales)]
     scales16 = [s.to(torch.bfloat16) for s in scales]
+    zeros = [torch.zeros(len(s), dtype=torch.long) for s in scales]
+    packed = [torch.ops.quantized.linear_prepack(
+        torch._make_per_channel_quantized_tensor(q, s.double(), z, 0), None) for q, s, z in zip(int8, scales, zeros)]
     n32 = sum(w.numel() for w in weights) * 4
     F = torch.nn.functional
     paths = {  # name: (dtype, one pass over every matrix, bytes it streams)
@@ -194,6 +202,8 @@ def measure_roofline(spec: dict[str, Any]) -> dict[str, Any]:
         "bfloat16 mv": ("bfloat16", lambda: [torch.mv(w, x[0]) for x, w in zip(rows16, bf16)], n32 // 2),
         "int8 _weight_int8pack_mm": ("int8", lambda: [torch.ops.aten._weight_int8pack_mm(x, q, s)
                                                      for x, q, s in zip(rows16, int8, scales16)], n32 // 4),
+        "int8_dynamic fbgemm linear_dynamic": ("int8_dynamic", lambda: [
+            torch.ops.quantized.linear_dynamic(x, p, DYNAMIC_REDUCE_RANGE) for x, p in zip(rows, packed)], n32 // 4),
     }
     times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in paths}
     with torch.inference_mode():

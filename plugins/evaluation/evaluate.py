@@ -49,7 +49,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 def load_model(model_path: str | Path, device: str | None = None, quant: str | None = None) -> tuple[Any, Any]:
     """Model and tokenizer of a transformers causal-LM directory (edgesmith models included).
 
-    ``quant="int8"``: loaded in bf16, then its linear layers quantized to int8 weight-only (CPU).
+    ``quant``: loaded in the dtype the mode runs its other layers in, then its linear layers
+    quantized (CPU; :func:`edgesmith.core.linear.quantize`): ``int8`` weight-only from bf16,
+    ``int8_dynamic`` (int8 weights and rows, fbgemm) from float32.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -69,10 +71,12 @@ def load_model(model_path: str | Path, device: str | None = None, quant: str | N
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return model.to(device), tokenizer
-    from edgesmith.core.linear import quantize
+    from edgesmith.core.linear import QUANT_LOAD_DTYPES, QUANT_MODES, quantize
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16)
-    return quantize(model.eval(), quant), tokenizer  # the int8 kernel is a CPU one
+    if quant not in QUANT_LOAD_DTYPES:
+        raise ConfigError("quant", quant, f"null (no quantization) or one of: {', '.join(QUANT_MODES)}")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=QUANT_LOAD_DTYPES[quant])
+    return quantize(model.eval(), quant), tokenizer  # the int8 kernels are CPU ones
 
 
 def build_task_sets(options: EvalOptions, plugins: Any | None = None) -> dict[str, tuple[Environment, list[Task]]]:

@@ -28,7 +28,9 @@ class EvalOptions:
     ``loop_detector``: the loop detector's thresholds
     (:class:`~edgesmith.plugins.loops.detector.LoopDetectorOptions`); ``quant``:
     ``int8`` evaluates the checkpoint with int8 weight-only linear layers
-    (:func:`edgesmith.core.linear.quantize_int8`, bf16 activations) instead of float32.
+    (:func:`edgesmith.core.linear.quantize_int8`, bf16 activations) instead of float32,
+    ``int8_dynamic`` with int8 weights and int8 rows quantized per call (fbgemm, x86;
+    :func:`edgesmith.core.linear.quantize_int8_dynamic`, float32 elsewhere).
     """
 
     envs: list[str] = field(default_factory=lambda: ["toolcall", "reasoning"])
@@ -53,7 +55,7 @@ class EvalOptions:
 
         if self.quant is not None and self.quant not in QUANT_MODES:
             raise ConfigError("quant", self.quant, f"null (the checkpoint's weights in float32) or one of: "
-                                                   f"{', '.join(QUANT_MODES)} (weight-only, per channel, on CPU)")
+                                                   f"{', '.join(QUANT_MODES)} (int8 weights per channel, on CPU)")
         if self.n_prompts < 1:
             raise ConfigError("n_prompts", self.n_prompts, "an integer >= 1 (prompts per environment)")
         if self.samples < 0:
