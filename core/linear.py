@@ -135,14 +135,15 @@ class Int8DynamicLinear(nn.Module):
             qweight = torch._make_per_channel_quantized_tensor(q.cpu(), scales.double().cpu(), zero_points, 0)
         bias32 = None if bias is None else bias.detach().float().cpu()
         self.packed = torch.ops.quantized.linear_prepack(qweight, bias32)
+        # the overload itself: the op packet's Python-side dispatch checks run on every call otherwise
+        self._kernel = torch.ops.quantized.linear_dynamic.default
         self.packed_bytes = q.numel() + scales.numel() * 4  # what a call streams
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.dtype != torch.float32:
             rows = rows.float()
-        # the overload itself: the op packet's Python-side dispatch checks cost ~5% of a decode step
-        y = _LINEAR_DYNAMIC(rows, self.packed, DYNAMIC_REDUCE_RANGE).view(*x.shape[:-1], self.out_features)
+        y = self._kernel(rows, self.packed, DYNAMIC_REDUCE_RANGE).view(*x.shape[:-1], self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def dequantized(self) -> torch.Tensor:
@@ -176,9 +177,9 @@ def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
     afterwards. A tied LM head gets its own int8 copy, as in :func:`quantize_int8`.
     """
     engines = torch.backends.quantized.supported_engines
-    if "fbgemm" not in engines:
-        raise RuntimeError(f"quant=int8_dynamic needs PyTorch's fbgemm quantized engine (x86 CPUs); this "
-                           f"build has {engines}. Accepted here: quant=int8 (weight-only)")
+    if "fbgemm" not in engines or not hasattr(torch.ops.quantized, "linear_dynamic"):
+        raise RuntimeError(f"quant=int8_dynamic needs PyTorch's fbgemm engine and its quantized::linear_dynamic "
+                           f"(x86 CPUs); this build has engines {engines}. Accepted here: quant=int8 (weight-only)")
     return _replace_linears(model, Int8DynamicLinear, lambda module: True)
 
 
@@ -218,7 +219,6 @@ def _has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-_LINEAR_DYNAMIC = torch.ops.quantized.linear_dynamic.default
 # Without VNNI, fbgemm multiplies u8 x s8 pairs into int16 and full-range activations can
 # saturate it; 7-bit activations cannot (torch.ao's dynamic quantization does the same on x86).
 DYNAMIC_REDUCE_RANGE = not _has_vnni()
