@@ -209,3 +209,31 @@ def test_unknown_quantization_is_named():
     assert "int8" in str(err.value)
     model = torch.nn.Linear(16, 16)
     assert quantize(model, None) is model
+
+
+@FBGEMM
+def test_quantizing_a_loaded_checkpoint_lets_its_file_go(tmp_path):
+    """A checkpoint loaded memory-mapped (transformers maps float32 ones loaded as float32, as
+    int8_dynamic loads them) stays mapped, and what quantizing read stays resident, while a
+    tensor views it; after quantize no tensor does, so the file is unmapped."""
+    import gc
+
+    import psutil
+
+    from edgesmith.core.linear import QUANT_LOAD_DTYPES
+
+    model_with(HYBRID, hidden=64, vocab=128).save_pretrained(tmp_path)
+    weights = str((tmp_path / "model.safetensors").resolve())
+
+    def mapped() -> bool:
+        return any(m.path == weights for m in psutil.Process().memory_maps())
+
+    loaded = EdgeForCausalLM.from_pretrained(tmp_path, dtype=QUANT_LOAD_DTYPES["int8_dynamic"]).eval()
+    assert mapped()
+    quantize(loaded, "int8_dynamic")
+    gc.collect()
+    assert not mapped()
+    ids = torch.arange(3, 11)[None]
+    with torch.no_grad():  # the copies hold the same values: the same model quantized in memory
+        reference = quantize(model_with(HYBRID, hidden=64, vocab=128), "int8_dynamic")(ids).logits
+        assert torch.equal(loaded(ids).logits, reference)
