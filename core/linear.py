@@ -195,7 +195,7 @@ def _replace_linears(model: nn.Module, layer: type, accepts) -> nn.Module:
     # A checkpoint loaded memory-mapped stays mapped, and every page of it that quantizing read
     # stays resident, while any tensor still views the file: own copies of the float tensors
     # left (embedding, norms, convolutions) let it go (`bench=model_speed` reports the resident
-    # memory after loading, `rss_after_load_mb`; README "Model speed" has it before and after).
+    # memory after loading, `rss_after_load_mb`; README "Benchmarks" has it before and after).
     made = {id(t) for m in model.modules() if isinstance(m, layer) for t in [*m.parameters(), *m.buffers()]}
     with torch.no_grad():
         for tensor in [*model.parameters(), *model.buffers()]:
