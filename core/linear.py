@@ -219,13 +219,13 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
 
 
 def _has_vnni() -> bool:
-    """Whether the CPU has 8-bit dot-product instructions (Linux flags; False where unknown)."""
+    """Whether the CPU has AVX-512 8-bit dot products, fbgemm's VNNI kernels (Linux flags; False where unknown)."""
     try:
         with open("/proc/cpuinfo") as fh:
             flags = next((line for line in fh if line.startswith("flags")), "").split()
     except OSError:
         return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return "avx512_vnni" in flags
 
 
 # Without VNNI, fbgemm multiplies u8 x s8 pairs into int16 and full-range activations can

@@ -141,9 +141,14 @@ def test_quantized_model_logits_within_tolerance_of_bf16():
 
 
 @FBGEMM
-def test_int8_dynamic_linear_is_the_dequantized_product_of_rounded_rows():
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_int8_dynamic_linear_is_the_dequantized_product_of_rounded_rows(monkeypatch, reduce_range):
     """The weight is per-channel int8 (half a step of error per weight); rows are rounded to
-    8 bits per call, so the product is within 2% of the dequantized weight's, at any row count."""
+    8 bits per call (7 where the CPU lacks VNNI: twice the step), so the product is within 2%
+    (4%) of the largest output of the dequantized weight's, at any row count."""
+    import edgesmith.core.linear as linear
+
+    monkeypatch.setattr(linear, "DYNAMIC_REDUCE_RANGE", reduce_range)
     torch.manual_seed(2)
     dense = torch.nn.Linear(64, 48, bias=True)
     layer = Int8DynamicLinear(dense.weight, dense.bias)
@@ -156,7 +161,8 @@ def test_int8_dynamic_linear_is_the_dequantized_product_of_rounded_rows():
             expected = F.linear(x.float(), layer.dequantized(), dense.bias)
             got = layer(x)
         assert got.dtype == dtype and got.shape == (*shape[:2], 48)
-        assert (got.float() - expected).abs().max().item() <= 2e-2 * expected.abs().max().item()
+        tolerance = 4e-2 if reduce_range else 2e-2
+        assert (got.float() - expected).abs().max().item() <= tolerance * expected.abs().max().item()
 
 
 @FBGEMM
