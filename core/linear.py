@@ -215,7 +215,18 @@ def quantize(model: nn.Module, mode: str | None) -> nn.Module:
         return quantize_int8(model)
     if mode == "int8_dynamic":
         return quantize_int8_dynamic(model)
-    raise ConfigError("quant", mode, f"null (no quantization) or one of: {', '.join(QUANT_MODES)}")
+    raise _unknown_mode(mode)
+
+
+def quant_load_dtype(mode: str) -> torch.dtype:
+    """The dtype to load a checkpoint in before quantizing it with ``mode``."""
+    if mode not in QUANT_LOAD_DTYPES:
+        raise _unknown_mode(mode)
+    return QUANT_LOAD_DTYPES[mode]
+
+
+def _unknown_mode(mode: str) -> ConfigError:
+    return ConfigError("quant", mode, f"null (no quantization) or one of: {', '.join(QUANT_MODES)}")
 
 
 def _has_vnni() -> bool:

@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from edgesmith.core.linear import DYNAMIC_REDUCE_RANGE, QUANT_LOAD_DTYPES, QUANT_MODES
+from edgesmith.core.linear import (DYNAMIC_REDUCE_RANGE, QUANT_LOAD_DTYPES, QUANT_MODES, Int8DynamicLinear,
+                                   quantize_per_channel)
 
 # a quantized "dtype" loads the checkpoint in the dtype its quantization runs the other layers in
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, **QUANT_LOAD_DTYPES}
@@ -188,12 +189,9 @@ def measure_roofline(spec: dict[str, Any]) -> dict[str, Any]:
     rows = [torch.randn(1, k) for _, k in shapes]
     bf16 = [w.to(torch.bfloat16) for w in weights]
     rows16 = [x.to(torch.bfloat16) for x in rows]
-    scales = [w.abs().amax(1) / 127 for w in weights]
-    int8 = [torch.round(w / s[:, None]).clamp(-127, 127).to(torch.int8) for w, s in zip(weights, scales)]
-    scales16 = [s.to(torch.bfloat16) for s in scales]
-    zeros = [torch.zeros(len(s), dtype=torch.long) for s in scales]
-    packed = [torch.ops.quantized.linear_prepack(
-        torch._make_per_channel_quantized_tensor(q, s.double(), z, 0), None) for q, s, z in zip(int8, scales, zeros)]
+    # the layers' own quantization; the kernels are timed bare below
+    int8, scales16 = zip(*(quantize_per_channel(w, torch.bfloat16) for w in weights))
+    dynamic = [Int8DynamicLinear(w) for w in weights]
     n32 = sum(w.numel() for w in weights) * 4
     F = torch.nn.functional
     paths = {  # name: (dtype, one pass over every matrix, bytes it streams)
@@ -203,7 +201,7 @@ def measure_roofline(spec: dict[str, Any]) -> dict[str, Any]:
         "int8 _weight_int8pack_mm": ("int8", lambda: [torch.ops.aten._weight_int8pack_mm(x, q, s)
                                                      for x, q, s in zip(rows16, int8, scales16)], n32 // 4),
         "int8_dynamic fbgemm linear_dynamic": ("int8_dynamic", lambda: [
-            torch.ops.quantized.linear_dynamic(x, p, DYNAMIC_REDUCE_RANGE) for x, p in zip(rows, packed)], n32 // 4),
+            layer._kernel(x, layer.packed, DYNAMIC_REDUCE_RANGE) for x, layer in zip(rows, dynamic)], n32 // 4),
     }
     times: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": []} for name in paths}
     with torch.inference_mode():

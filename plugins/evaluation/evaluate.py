@@ -71,11 +71,9 @@ def load_model(model_path: str | Path, device: str | None = None, quant: str | N
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return model.to(device), tokenizer
-    from edgesmith.core.linear import QUANT_LOAD_DTYPES, QUANT_MODES, quantize
+    from edgesmith.core.linear import quant_load_dtype, quantize
 
-    if quant not in QUANT_LOAD_DTYPES:
-        raise ConfigError("quant", quant, f"null (no quantization) or one of: {', '.join(QUANT_MODES)}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=QUANT_LOAD_DTYPES[quant])
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=quant_load_dtype(quant))
     return quantize(model.eval(), quant), tokenizer  # the int8 kernels are CPU ones
 
 
