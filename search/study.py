@@ -11,11 +11,11 @@ on RDB storages (SQLite, PostgreSQL, MySQL); the journal storage has no heartbea
 it stays RUNNING. Each worker says which at start-up (and warns on the journal). A queued
 trial (a dead worker's retry) is run even past ``n_trials``; a worker stops when the study
 has ``n_trials`` and nothing runs or waits. The study's report is written once, by the worker
-that wins the storage's atomic claim (:mod:`.report_claim`), unless
+that wins the storage's atomic claim (:mod:`.claims`), unless
 ``search.workers.report=every_worker``.
 
-Per trial: the space suggests a candidate (one already evaluated reuses its results,
-:mod:`.duplicates`); the analytic cost model rejects candidates
+Per trial: the space suggests a candidate (one already evaluated, or being evaluated by
+another worker, reuses its results, :mod:`.duplicates`); the analytic cost model rejects candidates
 outside the parameter range, embedding share or memory budget without building them
 (pruned, marked infeasible); the quality proxy runs (its intermediate values may prune
 the trial); the profiler measures it on the target. Constraints go to Optuna with
@@ -47,8 +47,8 @@ from edgesmith.core.profiler import CandidateNotMeasurable, QualityProxy, TrialP
 
 from .config import SearchConfig
 from .cost import estimate_cost
-from .duplicates import MAX_CONSECUTIVE, find_twin, is_duplicate, reuse, trailing_duplicates
-from .report_claim import claim_key, claim_report
+from .duplicates import MAX_CONSECUTIVE, claim_candidate, find_twin, is_duplicate, reuse, trailing_duplicates
+from .claims import claim, claim_key
 from .space import SearchSpace, layer_pattern
 from .storage import ResolvedStorage, fail_stale, resolve_storage
 
@@ -176,8 +176,9 @@ class Objective:
     """One trial: sample, reject by analytic cost, proxy (with pruning), measure, constrain."""
 
     def __init__(self, cfg: SearchConfig, space: SearchSpace, profiler: Any, proxy: Any,
-                 plugins: PluginManager, console: Console):
+                 plugins: PluginManager, console: Console, storage: Any):
         self.cfg, self.space, self.profiler, self.proxy = cfg, space, profiler, proxy
+        self.storage = storage  # the study's underlying storage, for candidate claims
         self.plugins, self.console = plugins, console
         # The analytic estimate is made at what the profiler measures, so the two are comparable.
         self.context, self.dtype_bytes = profiler.estimate_basis()
@@ -244,6 +245,14 @@ class Objective:
             reasons.append(unmeasurable)
         if reasons:
             self._infeasible(trial, values, reasons)
+        w = self.cfg.workers
+        twin = claim_candidate(trial, self.storage, model_config, self.worker, w.poll_s, w.wait_timeout_s,
+                               heartbeat=lambda: fail_stale(trial.study),
+                               say=lambda line: self.console.print(line, highlight=False))
+        if twin is not None:
+            self.console.print(f"trial {trial.number}: same candidate as trial {twin.number}, its results "
+                               "reused (not counted)", highlight=False)
+            return reuse(trial, twin)
 
         curve: dict[str, float] = {}
 
@@ -359,7 +368,7 @@ def run_search(cfg: SearchConfig, run_dir: str | Path, plugins: PluginManager | 
     study, created = open_study(cfg, resolved)
     fingerprint = profiler.fingerprint()
     check_fingerprint(study, fingerprint, cfg, tuple(profiler.fingerprint_keys))
-    objective = Objective(cfg, space, profiler, proxy, plugins, console)
+    objective = Objective(cfg, space, profiler, proxy, plugins, console, resolved.storage)
     done0 = _evaluated(study)
     console.print(f"study '{cfg.study_name}' on {resolved.kind} storage "
                   f"({'created' if created else f'joined, {done0} finished trials'}); "
@@ -440,7 +449,7 @@ def _report(study: optuna.Study, cfg: SearchConfig, resolved: ResolvedStorage, r
         return
     record = {"worker": worker_id(), "run_dir": str(result.run_dir.resolve()),
               "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    winner = claim_report(study, resolved.storage, claim_key(study), record)
+    winner = claim(study, resolved.storage, claim_key(study), record)
     result.report_writer = winner
     if winner != record:
         console.print(f"the study's report is written once, by worker {winner['worker']} into {winner['run_dir']} "

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import sqlalchemy
 
-from edgesmith.search.report_claim import claim_report
+from edgesmith.search.claims import claim
 from edgesmith.search.storage import resolve_storage
 from edgesmith.search.study import run_search
 from farm_support import edgesmith, finish, running_trial, still_running, worker_args
@@ -31,13 +31,13 @@ def test_report_claim_has_one_winner_when_workers_race(kind, tmp_path, request):
     optuna.create_study(study_name="race", storage=resolve_storage(url, tmp_path).storage)
     racers, barrier, won = 8, threading.Barrier(8), {}
 
-    def claim(i: int) -> None:
+    def race(i: int) -> None:
         storage = resolve_storage(url, tmp_path).storage  # one connection per worker, as in a farm
         study = optuna.load_study(study_name="race", storage=storage)
         barrier.wait()
-        won[i] = claim_report(study, storage, "report/5", {"worker": f"w{i}", "run_dir": f"/runs/{i}"})
+        won[i] = claim(study, storage, "report/5", {"worker": f"w{i}", "run_dir": f"/runs/{i}"})
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(racers)]
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -50,7 +50,7 @@ def test_report_claim_has_one_winner_when_workers_race(kind, tmp_path, request):
     # A later claim of the same key (a worker re-run on the unchanged study) loses too.
     storage = resolve_storage(url, tmp_path).storage
     study = optuna.load_study(study_name="race", storage=storage)
-    assert claim_report(study, storage, "report/5", {"worker": "late", "run_dir": "/runs/late"}) == winner
+    assert claim(study, storage, "report/5", {"worker": "late", "run_dir": "/runs/late"}) == winner
 
 
 def test_three_workers_share_one_postgres_study(tmp_path, postgres_db):

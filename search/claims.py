@@ -1,9 +1,11 @@
-"""Which worker writes a study's report: the first to claim it, decided by the storage itself.
+"""Claims that exactly one worker of a farm wins, decided by the storage itself.
 
-Several workers can see a study finish at the same moment (every one of them polls for
-it); the report must still be written once. A claim is a study user attribute
-``report/<finished trials>`` holding who wrote the report and where, decided atomically
-by the storage:
+Two things in a farm must happen once however many workers race for them: writing the
+study's report (several workers see the study finish at the same moment) and measuring a
+candidate (two workers' samplers can propose the same one at the same moment; see
+:mod:`.duplicates`). A claim is a study user attribute -- ``report/<finished trials>``
+holding who wrote the report and where, ``candidate/...`` holding the trial that measures
+the candidate -- decided atomically by the storage:
 
 - RDB storages (SQLite, PostgreSQL, MySQL): an ``INSERT`` into Optuna's
   ``study_user_attributes`` table, whose ``(study_id, key)`` pair is unique, so exactly one
@@ -12,7 +14,7 @@ by the storage:
 - the journal storage: every worker appends its own key; the log is totally ordered, and
   the first claim in it wins (a study's attributes replay in log order).
 
-The key counts finished trials, so a study that later grows (a larger ``search.n_trials``)
+A report's key counts finished trials, so a study that later grows (a larger ``search.n_trials``)
 gets a new report, while a worker re-run on an unchanged study points at the existing one.
 """
 
@@ -34,19 +36,19 @@ def claim_key(study: optuna.Study) -> str:
     return f"{PREFIX}{len(study.get_trials(deepcopy=False, states=FINISHED))}"
 
 
-def claim_report(study: optuna.Study, storage: Any, key: str, record: dict[str, Any]) -> dict[str, Any]:
+def claim(study: optuna.Study, storage: Any, key: str, record: dict[str, Any]) -> dict[str, Any]:
     """Claims ``key`` for ``record`` unless another worker did first; returns the winning record.
 
     ``storage`` is the study's underlying storage (:class:`RDBStorage` or :class:`JournalStorage`,
-    not the cache Optuna wraps around it). The caller wrote the report iff the returned record is
-    its own.
+    not the cache Optuna wraps around it). ``record`` names its ``worker``. The caller won iff
+    the returned record is its own.
     """
     study_id = study._study_id
     if isinstance(storage, RDBStorage):
         return _claim_rdb(storage, study_id, key, record)
     if isinstance(storage, JournalStorage):
         return _claim_journal(storage, study_id, key, record)
-    raise TypeError(f"no atomic report claim for storage {type(storage).__name__}: "
+    raise TypeError(f"no atomic claim for storage {type(storage).__name__}: "
                     "accepted RDBStorage or JournalStorage")
 
 
@@ -64,7 +66,7 @@ def _claim_rdb(storage: RDBStorage, study_id: int, key: str, record: dict[str, A
 
 
 def _claim_journal(storage: JournalStorage, study_id: int, key: str, record: dict[str, Any]) -> dict[str, Any]:
-    mine = f"{key}/{record['worker']}"
+    mine = f"{key}/{record['worker']}/{record.get('trial', '')}"  # unique: one worker runs one trial at a time
     storage.set_study_user_attr(study_id, mine, record)
     attrs = storage.get_study_user_attrs(study_id)  # replayed in log order, ours included
     first = next(k for k in attrs if k.startswith(f"{key}/"))
