@@ -87,15 +87,18 @@ def claim_candidate(trial: optuna.Trial, storage: Any, model_config: dict[str, A
     """
     after_failed = None
     while True:
-        mine = {"worker": worker, "trial": trial.number, "trial_id": trial._trial_id}
+        mine = {"worker": worker, "trial": trial.number}
         winner = claim(trial.study, storage, candidate_key(model_config, after_failed), mine)
         if winner["trial"] == trial.number:
             return None
+        # by number: a study copied to another storage (copy_study) keeps numbers, not ids
+        storage_of_study = trial.study._storage
+        winner_id = storage_of_study.get_trial_id_from_study_id_trial_number(trial.study._study_id, winner["trial"])
         say(f"trial {trial.number}: trial {winner['trial']} (worker {winner['worker']}) is measuring the same "
             "candidate; waiting for its results")
         waited_since = time.time()
         while True:
-            state = trial.study._storage.get_trial(winner["trial_id"]).state
+            state = storage_of_study.get_trial(winner_id).state
             if state != TrialState.RUNNING and state != TrialState.WAITING:
                 break
             if time.time() - waited_since > timeout_s:
@@ -107,6 +110,6 @@ def claim_candidate(trial: optuna.Trial, storage: Any, model_config: dict[str, A
         if state == TrialState.FAIL:
             after_failed = winner["trial"]
             continue
-        # Finished: reused when it was measured or pruned by the proxy; a candidate the profiler
-        # found unmeasurable is rejected again here, in milliseconds.
+        # Finished: reused when it was measured or pruned by the proxy; anything else (the
+        # profiler could not measure it) is evaluated again by this trial.
         return find_twin(trial.study, model_config)
