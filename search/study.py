@@ -217,9 +217,7 @@ class Objective:
         trial.set_user_attr("pattern", layer_pattern(model_config))
         twin = find_twin(trial.study, model_config)
         if twin is not None:
-            self.console.print(f"trial {trial.number}: same candidate as trial {twin.number}, its results "
-                               "reused (not counted)", highlight=False)
-            return reuse(trial, twin)
+            return self._reuse(trial, twin)
         try:
             est = estimate_cost(model_config, self.context, 1, self.dtype_bytes, self.plugins)
         except ConfigError as exc:  # an operator refused its options at these dims
@@ -250,9 +248,7 @@ class Objective:
                                heartbeat=lambda: fail_stale(trial.study),
                                say=lambda line: self.console.print(line, highlight=False))
         if twin is not None:
-            self.console.print(f"trial {trial.number}: same candidate as trial {twin.number}, its results "
-                               "reused (not counted)", highlight=False)
-            return reuse(trial, twin)
+            return self._reuse(trial, twin)
 
         curve: dict[str, float] = {}
 
@@ -295,6 +291,11 @@ class Objective:
             + ("" if not violated else f" | [yellow]infeasible: {', '.join(violated)}[/yellow]"),
             highlight=False)
         return result
+
+    def _reuse(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> list[float]:
+        self.console.print(f"trial {trial.number}: same candidate as trial {twin.number}, its results "
+                           "reused (not counted)", highlight=False)
+        return reuse(trial, twin)
 
     def _infeasible(self, trial: optuna.Trial, values: dict[str, float], reasons: list[str]) -> None:
         # An invalid candidate has no cost values: it is marked violating through params_max.
