@@ -8,6 +8,7 @@ import math
 import pytest
 
 from edgesmith.core.cli import main
+from edgesmith.plugins.benchmarks.model_speed_worker import roofline_copies
 
 # An LFM2 layout in miniature (the tiny preset, shrunk): every model is still built, saved,
 # loaded in its own subprocess and timed; only the sizes shrink so the run takes seconds.
@@ -123,6 +124,9 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
     # the roofline: GB/s per dtype and path, and each decode cell as a fraction of it
     roofline = report["roofline"]
     assert set(roofline["best_gb_s"]) == {"float32", "bfloat16", "int8", "int8_dynamic"} and roofline["fp32_gb_s"] > 0
+    # ... streamed over as many weights as a decode step reads (the nearest whole number of copies)
+    distinct = sum(n * k for n, k in roofline["shapes"]) * 4
+    assert roofline["copies"] >= 1 and abs(roofline["copies"] * distinct - 4 * params["lfm2"]) <= distinct / 2
     cell = report["roofline_fractions"]["float32"]["edgesmith"]["cells"]["8"]
     assert math.isclose(cell["of_fp32_bandwidth"] * cell["roofline_tok_s"], results["edgesmith"]["decode_tok_s"]["8"])
     # rollouts: both engines timed, greedy outputs compared row by row
@@ -151,3 +155,12 @@ def test_int8_is_measured_for_edgesmith_only(tmp_path):
         speedup = report["ratios"][dtype]["edgesmith/edgesmith float32"]["decode tok/s @8"]
         assert math.isclose(speedup, int8["decode_tok_s"]["8"] / fp32["decode_tok_s"]["8"])
     assert report["rollouts"] == {}
+
+
+def test_the_roofline_streams_as_many_weights_as_a_decode_step():
+    # LFM2-350M: 354.5M parameters read per step; its distinct matrices hold 80.7M (161 MB in
+    # bf16, which a 480 MiB last-level cache would hold), so the probe repeats them 4 times.
+    spec = {"hidden_size": 1024, "intermediate_size": 4608, "vocab_size": 65536,
+            "working_set_bytes": 4 * 354_483_968}
+    assert roofline_copies(spec) == 4
+    assert roofline_copies({**spec, "working_set_bytes": 0}) == 1

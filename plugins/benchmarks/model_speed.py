@@ -9,7 +9,8 @@ parameter count. Each (repeat, dtype, model) is then measured in a fresh subproc
 (:mod:`.model_speed_worker`), so peak RSS belongs to one model, and the repeats are
 interleaved across models so slow drift of a shared machine hits all of them alike. Each
 repeat also measures the mat-vec roofline (GB/s of weights a one-row product streams, per
-dtype and CPU path) and, with ``rollout``, batched sampled rollouts (edgesmith's rollout
+dtype and CPU path, over as many weights as one decode step reads, so that no dtype's probe
+fits in the last-level cache when the model does not) and, with ``rollout``, batched sampled rollouts (edgesmith's rollout
 loop vs transformers' ``generate`` on LFM2, same weights, plus whether their greedy
 outputs are identical). The median of the repeats is reported, with the ratios edgesmith /
 lfm2 and edgesmith / llama, each decode cell as a fraction of the roofline (the weights
@@ -283,7 +284,7 @@ def summarize_roofline(runs: list[dict[str, Any]], clock: str) -> dict[str, Any]
             best[entry["dtype"]] = (entry["gb_s"], name)
     return {"paths": paths, "best_gb_s": {d: v[0] for d, v in best.items()},
             "best_path": {d: v[1] for d, v in best.items()}, "fp32_gb_s": best["float32"][0],
-            "shapes": runs[0]["shapes"], "runs": runs}
+            "shapes": runs[0]["shapes"], "copies": runs[0].get("copies", 1), "runs": runs}
 
 
 def roofline_fractions(opts: ModelSpeedOptions, results: dict[str, Any], roofline: dict[str, Any]) -> dict[str, Any]:
@@ -350,8 +351,9 @@ def _table(opts: ModelSpeedOptions, dtype: str, by_model: dict[str, Any], ratios
 
 
 def _roofline_table(opts: ModelSpeedOptions, roofline: dict[str, Any], fractions: dict[str, Any]) -> Table:
-    table = Table(title=f"mat-vec roofline: one row x the layout's weight matrices, {opts.threads} threads, "
-                        f"median of {opts.repeats} ({opts.clock} clock)")
+    table = Table(title=f"mat-vec roofline: one row x the layout's weight matrices ({roofline['copies']} copies of "
+                        f"each: a decode step's bytes), {opts.threads} threads, median of {opts.repeats} "
+                        f"({opts.clock} clock)")
     for column in ("path", "dtype", "GB/s", "edgesmith decode roofline tok/s"):
         table.add_column(column, justify="left" if column == "path" else "right", no_wrap=True)
     for name, entry in roofline["paths"].items():
@@ -462,7 +464,9 @@ def run_model_speed(opts: ModelSpeedOptions, cfg: Any, out_dir: Path) -> dict[st
             for repeat in range(opts.repeats):
                 progress.update(task, description=f"repeat {repeat + 1}/{opts.repeats}: mat-vec roofline")
                 roofline_runs.append(_run_worker({**base, "task": "roofline", "kind": "matvec",
-                                                  "dtype": "all", "repeat": repeat}, work))
+                                                  "dtype": "all", "repeat": repeat,
+                                                  "working_set_bytes": 4 * info["declared_parameters"]["lfm2"]},
+                                                 work))
                 progress.advance(task)
                 for dtype in opts.dtypes:
                     for model in _models_for(opts, dtype):
