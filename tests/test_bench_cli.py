@@ -8,6 +8,7 @@ import math
 import pytest
 
 from edgesmith.core.cli import main
+from edgesmith.plugins.benchmarks.model_speed import speedup_bounds
 from edgesmith.plugins.benchmarks.model_speed_worker import roofline_copies
 
 # An LFM2 layout in miniature (the tiny preset, shrunk): every model is still built, saved,
@@ -129,6 +130,7 @@ def test_model_benchmark_miniature_run(tmp_path, capsys):
     assert roofline["copies"] >= 1 and abs(roofline["copies"] * distinct - 4 * params["lfm2"]) <= distinct / 2
     cell = report["roofline_fractions"]["float32"]["edgesmith"]["cells"]["8"]
     assert math.isclose(cell["of_fp32_bandwidth"] * cell["roofline_tok_s"], results["edgesmith"]["decode_tok_s"]["8"])
+    assert report["speedup_bounds"] == {"float32": 1.0}  # fp32 against itself; other dtypes where measured
     # rollouts: both engines timed, greedy outputs compared row by row
     rollouts = report["rollouts"]
     assert rollouts["edgesmith"]["tok_s"] > 0 and rollouts["lfm2"]["tok_s"] > 0
@@ -164,3 +166,13 @@ def test_the_roofline_streams_as_many_weights_as_a_decode_step():
             "working_set_bytes": 4 * 354_483_968}
     assert roofline_copies(spec) == 4
     assert roofline_copies({**spec, "working_set_bytes": 0}) == 1
+
+
+def test_speedup_bound_is_the_ratio_of_rooflines():
+    # fp32 streams 30 GB/s of 4-byte weights, bf16 24 GB/s of 2-byte ones: at best 1.6x fp32
+    roofline = {"fp32_gb_s": 30.0, "best_gb_s": {"float32": 30.0, "bfloat16": 24.0}}
+    fractions = {"float32": {"edgesmith": {"decode_bytes": 4_000}}, "bfloat16": {"edgesmith": {"decode_bytes": 2_000}},
+                 "int8": {"lfm2": {"decode_bytes": 1_000}}}
+    bounds = speedup_bounds(roofline, fractions)
+    assert bounds.keys() == {"float32", "bfloat16"} and math.isclose(bounds["bfloat16"], 1.6)
+    assert speedup_bounds(roofline, {"bfloat16": fractions["bfloat16"]}) == {}  # no fp32 cell to compare with

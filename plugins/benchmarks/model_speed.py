@@ -309,6 +309,17 @@ def roofline_fractions(opts: ModelSpeedOptions, results: dict[str, Any], rooflin
     return out
 
 
+def speedup_bounds(roofline: dict[str, Any], fractions: dict[str, Any]) -> dict[str, float]:
+    """Each dtype's largest possible edgesmith decode speed-up over fp32 on this machine: both
+    at their rooflines (the dtype's fastest one-row path, fp32's), as if nothing but the weight
+    products took time. A goal above it needs a faster kernel, not a faster model."""
+    if "edgesmith" not in fractions.get("float32", {}):
+        return {}
+    fp32_tok_s = roofline["fp32_gb_s"] * 1e9 / fractions["float32"]["edgesmith"]["decode_bytes"]
+    return {dtype: roofline["best_gb_s"][dtype] * 1e9 / by_model["edgesmith"]["decode_bytes"] / fp32_tok_s
+            for dtype, by_model in fractions.items() if "edgesmith" in by_model and dtype in roofline["best_gb_s"]}
+
+
 def summarize_rollouts(runs: dict[str, list[dict[str, Any]]], clock: str) -> dict[str, Any]:
     """Median sampled tokens/s per engine, their ratio, and how many greedy rows agree token for token."""
     out: dict[str, Any] = {m: {"tok_s": statistics.median(r[f"tok_s_{clock}"] for r in rs), "runs": rs}
@@ -354,16 +365,19 @@ def _roofline_table(opts: ModelSpeedOptions, roofline: dict[str, Any], fractions
     table = Table(title=f"mat-vec roofline: one row x the layout's weight matrices ({roofline['copies']} copies of "
                         f"each: a decode step's bytes), {opts.threads} threads, median of {opts.repeats} "
                         f"({opts.clock} clock)")
-    for column in ("path", "dtype", "GB/s", "edgesmith decode roofline tok/s"):
+    for column in ("path", "dtype", "GB/s", "edgesmith decode roofline tok/s", "speed-up bound over fp32"):
         table.add_column(column, justify="left" if column == "path" else "right", no_wrap=True)
+    bounds = speedup_bounds(roofline, fractions)
     for name, entry in roofline["paths"].items():
         dtype = entry["dtype"]
         best = roofline["best_path"].get(dtype) == name
-        tok = ""
+        tok = bound = ""
         if best and dtype in fractions and "edgesmith" in fractions[dtype]:
             nbytes = fractions[dtype]["edgesmith"]["decode_bytes"]
             tok = f"{entry['gb_s'] * 1e9 / nbytes:.1f} (at fp32's GB/s: {roofline['fp32_gb_s'] * 1e9 / nbytes:.1f})"
-        table.add_row(name + (" *" if best else ""), dtype, f"{entry['gb_s']:.1f}", tok)
+        if best and dtype in bounds:
+            bound = f"{bounds[dtype]:.2f}x"
+        table.add_row(name + (" *" if best else ""), dtype, f"{entry['gb_s']:.1f}", tok, bound)
     return table
 
 
@@ -506,6 +520,7 @@ def run_model_speed(opts: ModelSpeedOptions, cfg: Any, out_dir: Path) -> dict[st
         "ratios": ratios,
         "roofline": roofline,
         "roofline_fractions": fractions,
+        "speedup_bounds": speedup_bounds(roofline, fractions),
         "rollouts": rollouts,
         "elapsed_s": time.perf_counter() - started,
     }
