@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/decode_time_split.py [--dtypes float32 bfloat16 int8_dynamic]
         [--context 512] [--steps 30] [--compile] [--workdir /tmp/decode_split]
+    .venv/bin/python scripts/decode_time_split.py --rollout [--new-tokens 32]
 
 For each dtype it loads the same random-weight checkpoint (the layout of conf/model/
 lfm2_350m.yaml, written once under --workdir), prefills --context tokens and times --steps
@@ -14,6 +15,10 @@ ratio by as much as the non-product time allows.
 ``--compile`` also times the same steps with ``torch.compile`` on the model body, to show
 whether the compiler removes that Python (at the time of writing it did not: the decode
 state is a per-layer Python cache, so it recompiles per layer; see the printed warning).
+
+``--rollout`` instead profiles batched sampled rollouts through the pipeline's own rollout
+loop (8 prompts x 6 samples at temperature 0.8, --new-tokens each, fp32; the shape of
+``bench=model_speed``'s rollout cell) and prints the operators that take the most time.
 """
 
 from __future__ import annotations
@@ -76,6 +81,36 @@ def split(drive, token, cache, steps: int) -> dict[str, float]:
             "python_ms": (total - ops) / steps}
 
 
+def profile_rollout(path: Path, new_tokens: int) -> None:
+    """Tokens/s of 8 x 6 sampled rows and the operators that take the most of their time."""
+    from edgesmith.plugins.benchmarks.model_speed_worker import load_model
+    from edgesmith.plugins.evaluation.rollout import _decode_batch
+
+    model = load_model("edgesmith", str(path), torch.float32)
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(16, 65, (8,), generator=generator)
+    prompts = [torch.randint(3, model.config.vocab_size, (int(n),), generator=generator).tolist() for n in lengths]
+    rows = [p for p in prompts for _ in range(6)]
+
+    def decode(batch: list[list[int]], tokens: int) -> None:
+        _decode_batch(model, batch, [False] * len(batch), stops=[-1], pad_id=0, max_new_tokens=tokens,
+                      temperature=0.8, top_p=1.0, generator=generator, loop_guard=False)
+
+    with torch.inference_mode():
+        decode(rows[:2], 4)  # warm-up
+        with torch.profiler.profile() as prof:
+            start = time.perf_counter()
+            decode(rows, new_tokens)
+            wall = time.perf_counter() - start
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    print(f"rollout: {len(rows)} rows x {new_tokens} new tokens, {len(rows) * new_tokens / wall:.1f} tok/s "
+          f"(under the profiler)")
+    for event in events[:6]:
+        print(f"  {event.key:<52} {100 * event.self_cpu_time_total / total:5.1f}% of operator time, "
+              f"{event.self_cpu_time_total / 1000 / new_tokens:7.1f} ms per step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8_dynamic"])
@@ -84,6 +119,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/decode_split"))
+    parser.add_argument("--rollout", action="store_true")
+    parser.add_argument("--new-tokens", type=int, default=32)
     args = parser.parse_args()
 
     from edgesmith.core.linear import QUANT_MODES
@@ -91,6 +128,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     path = checkpoint(args.workdir)
+    if args.rollout:
+        profile_rollout(path, args.new_tokens)
+        return
     # step ms: median wall time of a step; profiled: a step under the profiler, split into the
     # weight products, every other operator and the Python between operators (ms per step)
     print(f"{'dtype':<14} {'mode':<8} {'step ms':>8} {'profiled':>9} {'products':>9} {'other ops':>10} {'python':>7}")
