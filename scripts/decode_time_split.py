@@ -40,18 +40,16 @@ def checkpoint(workdir: Path) -> Path:
     if (target / "config.json").exists():
         return target
     from omegaconf import OmegaConf
-    from transformers import Lfm2ForCausalLM
 
     import edgesmith.conf
     from edgesmith.core.plugin_manager import get_plugin_manager
     from edgesmith.core.validation import validate_model
-    from edgesmith.plugins.interop.lfm2 import edge_config_to_lfm2, import_lfm2
+    from edgesmith.plugins.benchmarks.model_speed import write_lfm2_and_edgesmith
+    from edgesmith.plugins.interop.lfm2 import edge_config_to_lfm2
 
     layout = OmegaConf.load(Path(edgesmith.conf.__file__).parent / "model" / "lfm2_350m.yaml")
     config = validate_model(OmegaConf.create({"model": layout}), get_plugin_manager())
-    torch.manual_seed(0)
-    Lfm2ForCausalLM(edge_config_to_lfm2(config)).save_pretrained(workdir / "lfm2")
-    import_lfm2(workdir / "lfm2", target)
+    write_lfm2_and_edgesmith(edge_config_to_lfm2(config), 0, workdir)
     return target
 
 

@@ -179,19 +179,27 @@ def build_checkpoints(lfm2_config: Any, opts: ModelSpeedOptions, root: Path) -> 
             hf_logging.enable_progress_bar()
 
 
-def _build_checkpoints(lfm2_config: Any, opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
+def write_lfm2_and_edgesmith(lfm2_config: Any, seed: int, root: Path) -> None:
+    """An LFM2 of this layout with seeded random weights in ``root/lfm2``, the same weights as
+    an edgesmith checkpoint in ``root/edgesmith`` (fp32)."""
     import torch
-    from transformers import Lfm2ForCausalLM, LlamaForCausalLM
+    from transformers import Lfm2ForCausalLM
 
     from edgesmith.plugins.interop.lfm2 import import_lfm2
 
-    info: dict[str, Any] = {}
-    torch.manual_seed(opts.seed)
+    torch.manual_seed(seed)
     lfm2 = Lfm2ForCausalLM(lfm2_config)
     lfm2.save_pretrained(root / "lfm2")
     del lfm2
-    edge = import_lfm2(root / "lfm2", root / "edgesmith")
-    del edge
+    import_lfm2(root / "lfm2", root / "edgesmith")
+
+
+def _build_checkpoints(lfm2_config: Any, opts: ModelSpeedOptions, root: Path) -> dict[str, Any]:
+    import torch
+    from transformers import LlamaForCausalLM
+
+    info: dict[str, Any] = {}
+    write_lfm2_and_edgesmith(lfm2_config, opts.seed, root)
     llama_config, llama_params, lfm2_params = matched_llama(lfm2_config)
     torch.manual_seed(opts.seed)
     llama = LlamaForCausalLM(llama_config)
