@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/decode_time_split.py [--dtypes float32 bfloat16 int8_dynamic]
         [--context 512] [--steps 30] [--compile] [--workdir /tmp/decode_split]
-    .venv/bin/python scripts/decode_time_split.py --rollout [--new-tokens 32]
+    .venv/bin/python scripts/decode_time_split.py --rollout [--new-tokens 32] [--rollout-dtype bfloat16]
 
 For each dtype it loads the same random-weight checkpoint (the layout of conf/model/
 lfm2_350m.yaml, written once under --workdir), prefills --context tokens and times --steps
@@ -17,7 +17,7 @@ whether the compiler removes that Python (at the time of writing it did not: the
 state is a per-layer Python cache, so it recompiles per layer; see the printed warning).
 
 ``--rollout`` instead profiles batched sampled rollouts through the pipeline's own rollout
-loop (8 prompts x 6 samples at temperature 0.8, --new-tokens each, fp32; the shape of
+loop (8 prompts x 6 samples at temperature 0.8, --new-tokens each, in --rollout-dtype; the shape of
 ``bench=model_speed``'s rollout cell) and prints the operators that take the most time.
 """
 
@@ -79,12 +79,12 @@ def split(drive, token, cache, steps: int) -> dict[str, float]:
             "python_ms": (total - ops) / steps}
 
 
-def profile_rollout(path: Path, new_tokens: int) -> None:
+def profile_rollout(path: Path, new_tokens: int, dtype: torch.dtype = torch.float32) -> None:
     """Tokens/s of 8 x 6 sampled rows and the operators that take the most of their time."""
     from edgesmith.plugins.benchmarks.model_speed_worker import load_model
     from edgesmith.plugins.evaluation.rollout import _decode_batch
 
-    model = load_model("edgesmith", str(path), torch.float32)
+    model = load_model("edgesmith", str(path), dtype)
     generator = torch.Generator().manual_seed(0)
     lengths = torch.randint(16, 65, (8,), generator=generator)
     prompts = [torch.randint(3, model.config.vocab_size, (int(n),), generator=generator).tolist() for n in lengths]
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/decode_split"))
     parser.add_argument("--rollout", action="store_true")
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--rollout-dtype", default="float32", choices=["float32", "bfloat16"])
     args = parser.parse_args()
 
     from edgesmith.core.linear import QUANT_MODES
@@ -127,7 +128,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = checkpoint(args.workdir)
     if args.rollout:
-        profile_rollout(path, args.new_tokens)
+        profile_rollout(path, args.new_tokens, DTYPES[args.rollout_dtype])
         return
     # step ms: median wall time of a step; profiled: a step under the profiler, split into the
     # weight products, every other operator and the Python between operators (ms per step)

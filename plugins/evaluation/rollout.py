@@ -16,6 +16,8 @@ a CPU, and three things make it several times faster there.
   decodes greedily or by sampling in the same batch.
 * Rows that ended (end-of-sequence or loop guard) leave the batch at once, so the steps that
   remain cost only what is still running.
+* A sampled row draws its token by one uniform number against its cumulative distribution
+  (:mod:`.sampling`), not by ``torch.multinomial``'s exponential per vocabulary entry.
 
 Decoding is exactly greedy (argmax) or temperature / top-p sampling; a checkpoint's
 ``generation_config`` extras (repetition penalty, top-k, ...) are not applied, so a loop is
@@ -34,6 +36,8 @@ import torch
 
 from edgesmith.core.environment import Task
 from edgesmith.core.errors import EdgesmithError
+
+from .sampling import next_tokens
 
 
 class ChatTemplateMissing(EdgesmithError, ValueError):
@@ -208,24 +212,6 @@ def _forward_names(model: Any) -> tuple[str, bool]:
     return cache_key, "logits_to_keep" in parameters
 
 
-def _next_tokens(logits: torch.Tensor, greedy_rows: torch.Tensor, temperature: float, top_p: float,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    """Argmax for greedy rows; temperature (and nucleus) sampling for the others."""
-    tokens = logits.argmax(dim=-1)
-    sampled = ~greedy_rows
-    if bool(sampled.any()):
-        scaled = logits[sampled].float() / temperature
-        probs = torch.softmax(scaled, dim=-1)
-        if top_p < 1.0:
-            sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-            # drop a token once the more likely ones already cover top_p (the top one always stays)
-            drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
-            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
-        tokens[sampled] = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    return tokens
-
-
 def _rows_selectable(cache: Any) -> bool:
     """Whether ``cache.batch_select_indices`` works on every layer (checked before anything is changed:
     a selection failing half-way would leave layers of different batch sizes)."""
@@ -294,7 +280,7 @@ def _decode_batch(model: Any, prompts: list[list[int]], greedy_rows: list[bool],
         alive = torch.ones(n_rows, dtype=torch.bool, device=device)  # cache rows still decoding
         greedy_mask = torch.tensor(greedy_rows, device=device)
         for step in range(max_new_tokens):
-            tokens = _next_tokens(logits, greedy_mask[active], temperature, top_p, generator)
+            tokens = next_tokens(logits, greedy_mask[active], temperature, top_p, generator)
             tokens = torch.where(alive, tokens, torch.full_like(tokens, pad_id))
             generated[active[alive], step] = tokens[alive]
             ended = torch.isin(tokens, stop_ids) & alive
