@@ -60,3 +60,11 @@ def test_blocks_of_zero_weight_are_never_drawn():
     drawn = draw(weights.expand(20_000, -1), torch.Generator().manual_seed(8))
     assert int(drawn.max()) < 256 and int(drawn.min()) >= 0
     assert len(torch.unique(drawn)) > 200  # the first block's entries all get drawn
+
+
+def test_a_workspace_gives_the_same_tokens():
+    logits = torch.randn(5, 700, generator=torch.Generator().manual_seed(9)).bfloat16()
+    greedy = torch.tensor([False, True, False, False, True])
+    fresh = next_tokens(logits, greedy, 0.7, 1.0, torch.Generator().manual_seed(10))
+    reused = next_tokens(logits, greedy, 0.7, 1.0, torch.Generator().manual_seed(10), torch.empty(8, 700))
+    assert torch.equal(fresh, reused)

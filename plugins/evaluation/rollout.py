@@ -279,8 +279,10 @@ def _decode_batch(model: Any, prompts: list[list[int]], greedy_rows: list[bool],
         active = torch.arange(n_rows, device=device)  # cache row -> row
         alive = torch.ones(n_rows, dtype=torch.bool, device=device)  # cache rows still decoding
         greedy_mask = torch.tensor(greedy_rows, device=device)
+        workspace = None if all(greedy_rows) else torch.empty(
+            (n_rows, logits.shape[-1]), dtype=torch.float32, device=device)  # sampled rows' logits
         for step in range(max_new_tokens):
-            tokens = next_tokens(logits, greedy_mask[active], temperature, top_p, generator)
+            tokens = next_tokens(logits, greedy_mask[active], temperature, top_p, generator, workspace)
             tokens = torch.where(alive, tokens, torch.full_like(tokens, pad_id))
             generated[active[alive], step] = tokens[alive]
             ended = torch.isin(tokens, stop_ids) & alive
