@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-MATMUL_OPS = ("aten::addmv_", "aten::mv", "aten::addmm", "aten::mm", "aten::linear",
+MATMUL_OPS = ("aten::addmv_", "aten::mv", "aten::addmm", "aten::mm", "aten::linear", "mkldnn::_linear_pointwise",
               "quantized::linear_dynamic", "aten::_weight_int8pack_mm")
 
 

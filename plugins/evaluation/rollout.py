@@ -18,6 +18,8 @@ a CPU, and three things make it several times faster there.
   remain cost only what is still running.
 * A sampled row draws its token by one uniform number against its cumulative distribution
   (:mod:`.sampling`), not by ``torch.multinomial``'s exponential per vocabulary entry.
+* A bf16 model's linear layers run on weights laid out once for oneDNN while rolling out
+  (:func:`edgesmith.core.linear.packed_weights`), not re-laid out at every product.
 
 Decoding is exactly greedy (argmax) or temperature / top-p sampling; a checkpoint's
 ``generation_config`` extras (repetition penalty, top-k, ...) are not applied, so a loop is
@@ -36,6 +38,7 @@ import torch
 
 from edgesmith.core.environment import Task
 from edgesmith.core.errors import EdgesmithError
+from edgesmith.core.linear import packed_weights
 
 from .sampling import next_tokens
 
@@ -177,26 +180,27 @@ def generate_rollouts(model: Any, tokenizer: Any, tasks: Sequence[Task], *, gree
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start:start + batch_size]
-            started = time.perf_counter()
-            decoded = _decode_batch(model, [prompt_ids[i] for i, _ in batch], [j < 0 for _, j in batch],
-                                    stops=stops, pad_id=pad_id, max_new_tokens=max_new_tokens,
-                                    temperature=temperature, top_p=top_p, generator=generator,
-                                    loop_guard=loop_guard)
-            seconds = time.perf_counter() - started
-            total_tokens = sum(len(kept) for kept, *_ in decoded) or 1
-            for (task_index, sample), (kept, finished, reason) in zip(batch, decoded):
-                text_ids = kept[:-1] if finished else kept
-                completion = Completion(text=tokenizer.decode(text_ids, skip_special_tokens=False), token_ids=kept,
-                                        finished=finished, n_tokens=len(kept),
-                                        seconds=seconds * len(kept) / total_tokens, stop_reason=reason)
-                if sample < 0:
-                    greedy_out[task_index] = completion
-                else:
-                    sampled_out[task_index][sample] = completion
-            if progress is not None:
-                progress(len(batch))
+        with packed_weights(model, rows=batch_size):  # bf16 layers: one weight layout for every batch
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start:start + batch_size]
+                started = time.perf_counter()
+                decoded = _decode_batch(model, [prompt_ids[i] for i, _ in batch], [j < 0 for _, j in batch],
+                                        stops=stops, pad_id=pad_id, max_new_tokens=max_new_tokens,
+                                        temperature=temperature, top_p=top_p, generator=generator,
+                                        loop_guard=loop_guard)
+                seconds = time.perf_counter() - started
+                total_tokens = sum(len(kept) for kept, *_ in decoded) or 1
+                for (task_index, sample), (kept, finished, reason) in zip(batch, decoded):
+                    text_ids = kept[:-1] if finished else kept
+                    completion = Completion(text=tokenizer.decode(text_ids, skip_special_tokens=False), token_ids=kept,
+                                            finished=finished, n_tokens=len(kept),
+                                            seconds=seconds * len(kept) / total_tokens, stop_reason=reason)
+                    if sample < 0:
+                        greedy_out[task_index] = completion
+                    else:
+                        sampled_out[task_index][sample] = completion
+                if progress is not None:
+                    progress(len(batch))
     finally:
         if was_training:
             model.train()
@@ -260,7 +264,7 @@ def _decode_batch(model: Any, prompts: list[list[int]], greedy_rows: list[bool],
     lengths = [0] * n_rows
     outcome: list[tuple[bool, str] | None] = [None] * n_rows
     stop_ids = torch.tensor(stops, device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), packed_weights(model, rows=n_rows):
         input_ids, attention_mask = _left_padded(distinct, pad_id, device)
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # real tokens count from 0
         out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True,
