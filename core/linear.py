@@ -14,9 +14,10 @@ out into its blocked format on every call. Inside :func:`packed_weights` (batche
 use it) each bf16 :class:`Linear` also holds its weight in that layout, made once, and
 multi-row products run on it (``torch.ops.mkldnn._linear_pointwise``): bit-identical to
 ``F.linear`` in bf16, and faster: 1.36x for 16 rows, 1.54x for 48, 1.15x for 488 on this
-project's 2-core Xeon with AMX (``.venv/bin/python scripts/packed_linear_check.py --rows 16 48
-488``), at the cost of a second copy of the weights while it lasts. fp32 stays on ``F.linear``: oneDNN
-sums in another order there, and the results would no longer be ``nn.Linear``'s.
+project's 2-core Xeon with AMX (``.venv/bin/python scripts/packed_linear_check.py --rows 16
+48 488``), at the cost of a second copy of the weights while it lasts. fp32 stays on
+``F.linear``: oneDNN sums in another order there, and the results would no longer be
+``nn.Linear``'s.
 
 :class:`Int8Linear` holds the weight as int8 with one scale per output channel
 (symmetric, ``scale = max|w_row| / 127``) and multiplies with PyTorch's CPU kernel

@@ -7,7 +7,7 @@ causal LM with a cache, edgesmith's included). Each completion records whether i
 cut by a loop guard): that bit is what the doom-loop measurement needs.
 
 Why a loop of our own rather than ``generate``: evaluation is most of the main job's time on
-a CPU, and three things make it several times faster there.
+a CPU, and these things make it several times faster there.
 
 * Prompts are sorted by token length before batching (results are put back in task order),
   so a left-padded batch holds prompts of similar length and little padding is computed.
