@@ -34,6 +34,8 @@ def test_bad_option_is_named_before_any_work(tmp_path, capsys):
     assert main(["bench", "bench=model_speed", "model_speed.dtypes=[float16]", f"hydra.run.dir={tmp_path}"]) == 1
     assert "invalid config value model_speed.dtypes=['float16']" in capsys.readouterr().err
     assert not (tmp_path / "model_speed.json").exists()
+    assert main(["bench", "bench=model_speed", "model_speed.prefill_passes=0", f"hydra.run.dir={tmp_path}"]) == 1
+    assert "model_speed.prefill_passes=0" in capsys.readouterr().err
     # a section named like no benchmark (a typo) is refused too, listing what is accepted
     assert main(["bench", "+modelspeed.repeats=1", f"hydra.run.dir={tmp_path}"]) == 1
     err = capsys.readouterr().err
