@@ -135,7 +135,19 @@ class PluginManager:
     def options(self, kind: str, name: str, options: Any = None, *, key: str, name_key: str | None = None) -> Any:
         """The validated options of the ``kind`` plugin ``name``, without building it (early checks)."""
         cls = self.get(kind, name, key=name_key or key)
-        return build_options(getattr(cls, "options_class", None) or NoOptions, options, key)
+        try:
+            return build_options(getattr(cls, "options_class", None) or NoOptions, options, key)
+        except ConfigError as exc:
+            # An unknown option where the name is a key of its own (search.proxy.name, not a list
+            # entry's): usually the name was switched on the command line and Hydra kept the
+            # preset's options for the previous plugin.
+            if (name_key is None or "[" in name_key or exc.detail
+                    or not str(exc.accepted).startswith("options of ")):
+                raise
+            raise ConfigError(exc.key, exc.value, exc.accepted,
+                              detail=f"options of another {kind}? After {name_key}={name} on the command "
+                                     f"line, drop the preset's options with '~{key}' (or replace them with "
+                                     f"'~{key}' '+{key}={{...}}')") from exc
 
     def check_refs(self, kind: str, refs: Any, key: str) -> None:
         """Before any work starts: ``refs`` (at config key ``key``) is a non-empty list of

@@ -52,6 +52,9 @@ class SpaceConfig:
     attention_operators: list[str] = field(default_factory=lambda: ["gqa", "swa"])
     num_attention: list[int] = field(default_factory=lambda: [1, 2])
     placements: list[str] = field(default_factory=lambda: ["spread", "end"])
+    # one RMSNorm epsilon for every candidate (null: the model's default, 1e-5); 1e-6 lets
+    # gated_deltanet + gqa candidates run in llama.cpp as qwen3next, whose L2 norm uses it
+    norm_eps: Optional[float] = None
 
 
 @dataclass

@@ -53,6 +53,8 @@ class SearchSpace:
             # The values here are lists of candidates, so only the keys are the operator's options.
             check_keys(cls.options_class, options, key)
             self.operators[name] = {k: list(v) for k, v in options.items()}
+        if config.norm_eps is not None and not config.norm_eps > 0:
+            raise ConfigError("search.space.norm_eps", config.norm_eps, "null (the model's default) or a positive number")
         self.attention = [op for op in self.operators if op in config.attention_operators]
         self.others = [op for op in self.operators if op not in config.attention_operators]
         if config.layout == "pattern":
@@ -106,7 +108,7 @@ class SearchSpace:
         # A KV-head count that does not divide the heads falls back to the largest one that does.
         kv = math.gcd(heads, kv_choice)
         intermediate = max(8, int(round(hidden * ffn_ratio / 8)) * 8)
-        return {
+        candidate = {
             "vocab_size": vocab,
             "hidden_size": hidden,
             "intermediate_size": intermediate,
@@ -116,6 +118,9 @@ class SearchSpace:
             "tie_word_embeddings": tied,
             "layers": layers,
         }
+        if c.norm_eps is not None:  # absent otherwise, so existing studies' candidates keep their keys
+            candidate["norm_eps"] = c.norm_eps
+        return candidate
 
 
 def layer_pattern(model_config: dict[str, Any]) -> str:

@@ -119,7 +119,12 @@ def test_two_llama_cpp_workers_share_one_study(tmp_path):
             "search.space.attention_operators=[gqa]", "search.space.num_key_value_heads=[2]",
             "search.space.num_attention_heads=[4]"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "edgesmith.core.cli", *args, f"hydra.run.dir={tmp_path}/w{i}"],
+    # The worker as `edgesmith search` runs it, then which training libraries it loaded: a
+    # measuring machine needs none of them (zero_cost proxy: nothing is trained).
+    worker = ("import sys; from edgesmith.core.cli import main; rc = main(sys.argv[1:]); "
+              "print('TRAINING LIBRARIES', sorted(m for m in ('trl', 'datasets', 'peft') if m in sys.modules)); "
+              "sys.exit(rc)")
+    procs = [subprocess.Popen([sys.executable, "-c", worker, *args, f"hydra.run.dir={tmp_path}/w{i}"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for i in range(2)]
     outs = [p.communicate(timeout=900)[0] for p in procs]
@@ -127,9 +132,30 @@ def test_two_llama_cpp_workers_share_one_study(tmp_path):
     for out in outs:  # each worker says at start-up which runtime it measures with (rich wraps lines)
         said = " ".join(out.split())
         assert "profiler llama_cpp on" in said and "quant: q8_0" in said and "runtime: llama-cpp-python" in said
+        assert "TRAINING LIBRARIES []" in out
     study = optuna.load_study(study_name="farm-llama", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(f"{tmp_path}/farm.log")))
     done = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) >= 4
     assert {t.user_attrs["profile"]["profiler"] for t in done} == {"llama_cpp"}
     assert len({t.user_attrs["worker"] for t in done}) == 2  # both workers measured
+
+
+def test_search_space_norm_eps_lets_gated_deltanet_candidates_run_as_qwen3next():
+    from edgesmith.search.config import SpaceConfig
+    from edgesmith.search.space import SearchSpace
+
+    def sampled(norm_eps):
+        space = SearchSpace(SpaceConfig(num_layers=[4, 4], hidden_size=[64], num_attention_heads=[4],
+                                        num_key_value_heads=[2], vocab_size=[320], num_attention=[1, 1],
+                                        operators={"gated_deltanet": {}, "gqa": {}}, attention_operators=["gqa"],
+                                        placements=["end"], norm_eps=norm_eps))
+        return space.sample(optuna.create_study().ask())
+
+    profiler = LlamaCppProfiler(QUICK)
+    default = sampled(None)
+    assert "norm_eps" not in default  # candidates of existing studies keep their keys
+    assert "model.norm_eps=1e-06" in profiler.why_not_measurable(default)
+    assert profiler.why_not_measurable(sampled(1e-6)) is None
+    with pytest.raises(ConfigError, match=r"search\.space\.norm_eps=0"):
+        sampled(0)
