@@ -156,6 +156,9 @@ def test_search_space_norm_eps_lets_gated_deltanet_candidates_run_as_qwen3next()
     default = sampled(None)
     assert "norm_eps" not in default  # candidates of existing studies keep their keys
     assert "model.norm_eps=1e-06" in profiler.why_not_measurable(default)
-    assert profiler.why_not_measurable(sampled(1e-6)) is None
+    runnable = sampled(1e-6)
+    assert profiler.why_not_measurable(runnable) is None
+    result = profiler.profile(runnable)  # exported, quantized and timed in llama.cpp
+    assert "qwen3next" in result["model_desc"].lower() and result["decode_ms_per_token"] > 0
     with pytest.raises(ConfigError, match=r"search\.space\.norm_eps=0"):
         sampled(0)
