@@ -16,6 +16,10 @@ class ConfigError(EdgesmithError, ValueError):
         super().__init__(msg)
 
 
+class UnknownOptionError(ConfigError):
+    """A key that is no option of the section's options class (raised by ``check_keys``)."""
+
+
 class PluginError(EdgesmithError, LookupError):
     """A plugin is missing, registered twice, or failed to load."""
 

@@ -31,7 +31,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, UnknownOptionError
 
 
 @dataclass
@@ -123,8 +123,8 @@ def check_keys(options_class: type, section: dict[str, Any], key: str, label: st
     unknown = sorted(set(section) - fields)
     if unknown:
         accepted = [*also, *sorted(fields)]
-        raise ConfigError(_join(key, unknown[0]), section[unknown[0]],
-                          f"options of {label or key}: {', '.join(accepted) or 'none'}")
+        raise UnknownOptionError(_join(key, unknown[0]), section[unknown[0]],
+                                 f"options of {label or key}: {', '.join(accepted) or 'none'}")
 
 
 def _join(key: str, name: Any) -> str:

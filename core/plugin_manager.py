@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, PluginError, UnknownOptionError
 from .options import NoOptions, PluginRef, build_options
 
 ENTRY_POINT_GROUP = "edgesmith"
@@ -137,17 +137,15 @@ class PluginManager:
         cls = self.get(kind, name, key=name_key or key)
         try:
             return build_options(getattr(cls, "options_class", None) or NoOptions, options, key)
-        except ConfigError as exc:
-            # An unknown option where the name is a key of its own (search.proxy.name, not a list
-            # entry's): usually the name was switched on the command line and Hydra kept the
-            # preset's options for the previous plugin.
-            if (name_key is None or "[" in name_key or exc.detail
-                    or not str(exc.accepted).startswith("options of ")):
+        except UnknownOptionError as exc:
+            # An unknown top-level option where the name is a key of its own (search.proxy.name,
+            # not a list entry's): usually the name was switched on the command line and Hydra
+            # kept the preset's options for the previous plugin.
+            if name_key is None or "[" in name_key or exc.key.rpartition(".")[0] != key:
                 raise
-            raise ConfigError(exc.key, exc.value, exc.accepted,
-                              detail=f"options of another {kind}? After {name_key}={name} on the command "
-                                     f"line, drop the preset's options with '~{key}' (or replace them with "
-                                     f"'~{key}' '+{key}={{...}}')") from exc
+            hint = (f"options of another {kind}? After {name_key}={name} on the command line, drop the "
+                    f"preset's options with '~{key}' (or replace them with '~{key}' '+{key}={{...}}')")
+            raise UnknownOptionError(exc.key, exc.value, exc.accepted, detail=hint) from exc
 
     def check_refs(self, kind: str, refs: Any, key: str) -> None:
         """Before any work starts: ``refs`` (at config key ``key``) is a non-empty list of

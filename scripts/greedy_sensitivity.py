@@ -21,6 +21,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import stage_flips  # scripts/ (this script's directory) is on sys.path
 import torch
 import torch.nn.functional as F
 from rich.console import Console
@@ -33,13 +34,13 @@ KL_PROMPTS = 50  # prompts whose greedy completions measure the KL (teacher-forc
 
 
 def outcomes(model, tokenizer, options: EvalOptions) -> tuple[dict[str, str], dict[str, str], dict]:
-    """Per task: C / L / W and the greedy completion's text; the greedy summary."""
+    """Per task: C / L / W (as scripts/stage_flips.py reads them) and the greedy completion's text;
+    the greedy summary."""
     with tempfile.TemporaryDirectory() as out:
         results = evaluate(options, model=model, tokenizer=tokenizer, console=Console(quiet=True), out_dir=out)
-        rows = [json.loads(line) for line in (Path(out) / "completions.jsonl").open()]
-    greedy = [r for r in rows if r["mode"] == "greedy"]
-    by_task = {r["task_id"]: "C" if r["correct"] else "L" if r["looping"] else "W" for r in greedy}
-    return by_task, {r["task_id"]: r["text"] for r in greedy}, results["environments"]["reasoning"]["greedy"]
+        path = Path(out) / "completions.jsonl"
+        texts = {r["task_id"]: r["text"] for r in map(json.loads, path.open()) if r["mode"] == "greedy"}
+        return stage_flips.outcomes(str(path)), texts, results["environments"]["reasoning"]["greedy"]
 
 
 def teacher_forced(model, tokenizer, prompts: list[str], completions: list[str]) -> list[torch.Tensor]:

@@ -32,7 +32,7 @@ def documented_llama_cpp_command() -> list[str]:
     joined = re.sub(r"\\\n\s*", " ", block)
     command = next(line for line in joined.splitlines() if "edgesmith search" in line)
     words = shlex.split(command, comments=True)
-    return words[words.index("search", words.index(next(w for w in words if w.endswith("edgesmith")))) :]
+    return words[next(i for i, w in enumerate(words) if w.endswith("edgesmith")) + 1:]
 
 
 def test_the_documented_llama_cpp_worker_command_builds(tmp_path):
