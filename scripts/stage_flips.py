@@ -1,9 +1,11 @@
 """Per prompt, what a later stage did to an earlier stage's greedy reasoning answers.
 
 Each greedy reasoning completion is one of C (correct), L (looping) or W (wrong, ended);
-the script counts the pairs "before -> after" over the prompts both files share. The report
-only gives rates, and equal rates can hide much churn: after base16's DPO, 43 of the 90
-prompts SFT answered right were wrong, and 20 loops became right answers.
+the script counts the pairs "before -> after" over the prompts both files share, and prints
+the paired change in accuracy and loop rate with Newcombe's 95% interval and McNemar's p
+(plugins/evaluation/paired.py; the report's "Changes between stages" table does the same
+for the stages of one run). Equal rates can hide much churn: after base16's DPO, 43 of
+the 90 prompts SFT answered right were wrong, and 20 loops became right answers.
 
     .venv/bin/python scripts/stage_flips.py outputs/<run>/report/sft/completions.jsonl \\
         outputs/<run>/report/dpo/completions.jsonl [more files]
@@ -14,6 +16,8 @@ from __future__ import annotations
 import collections
 import json
 import sys
+
+from edgesmith.plugins.evaluation.paired import paired_change
 
 
 def outcomes(path: str, env: str = "reasoning") -> dict[str, str]:
@@ -34,6 +38,11 @@ def main(paths: list[str]) -> None:
         shared = sorted(set(before) & set(after))
         flips = collections.Counter(before[t] + after[t] for t in shared)
         print(f"{path}: {len(shared)} prompts, " + ", ".join(f"{k} {flips[k]}" for k in sorted(flips)))
+        for metric, outcome in (("accuracy", "C"), ("loop rate", "L")):
+            change = paired_change([before[t] == outcome for t in shared], [after[t] == outcome for t in shared])
+            low, high = change.change_ci95
+            print(f"  {metric} {change.before:.1%} -> {change.after:.1%}: {100 * change.change:+.1f} points "
+                  f"[{100 * low:+.1f}, {100 * high:+.1f}], McNemar p {change.p_value:.3g} ({change.verdict})")
 
 
 if __name__ == "__main__":

@@ -149,6 +149,17 @@ def test_report_json_md_png_agree_and_show_wall_times_and_the_choice(tmp_path, m
         assert float(cells["mean length"]) == pytest.approx(r["mean_length"], abs=0.05)
         assert float(cells["mean reward"]) == pytest.approx(r["mean_reward"], abs=5e-4)
 
+    # paired changes, looper -> stopper on the same 3 greedy prompts: every loop gone, accuracy unchanged
+    changes = {(c["metric"], c["from"], c["to"]): c for c in report["changes"]}
+    assert set(changes) == {("loop_rate", "looper", "stopper"), ("accuracy", "looper", "stopper")}
+    loops = changes["loop_rate", "looper", "stopper"]
+    assert (loops["n"], loops["before"], loops["after"], loops["down"], loops["up"]) == (3, 1, 0, 3, 0)
+    assert loops["change"] == -1 and loops["change_ci95"][1] < 0 and loops["verdict"] == "lower"
+    assert loops["p_value"] == pytest.approx(0.25)
+    assert changes["accuracy", "looper", "stopper"]["verdict"] == "no clear change"
+    assert "## Changes between stages (paired, greedy)" in text
+    assert "| reasoning | loop rate | looper | stopper | 3 | 100.0% | 0.0% | -100.0 |" in text
+
     # wall times: from the pipeline's completion records, in report.json and report.md
     walls = report["stage_wall_time_s"]
     assert list(walls) == ["chooser", "looper", "stopper", "report"]
@@ -177,6 +188,7 @@ def test_report_without_a_search_choice_still_renders(tmp_path, manager):
     text = (out / "report.md").read_text()
     assert "## Chosen architecture" in text and "Pareto" not in text and "- reason:" not in text
     assert "| looper | reasoning | greedy | 3 |" in text
+    assert "report.baseline 'sft' is not among this run's stages (looper)" in text
 
 
 def test_markdown_renders_a_malformed_choice_defensively():

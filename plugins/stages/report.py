@@ -5,9 +5,11 @@ the run's ``eval`` options (reusing the ``eval`` stage's results for the model t
 already measured), then writes ``report.md``, ``report.png`` and ``report.json``: per stage,
 environment and decoding mode (greedy, sampled) the doom-loop rate and the accuracy with
 their Wilson 95% intervals, the mean completion length and how generations ended (by
-themselves: ``eos_share``; at the token budget: ``budget_share``); the wall time of every
-stage (from the pipeline's completion records); the chosen architecture with the search's
-reason and Pareto front when the search left them; the DPO rounds and any RL cold start.
+themselves: ``eos_share``; at the token budget: ``budget_share``); what each stage changed
+against the one before it and against ``report.baseline`` on the same greedy prompts, with
+paired intervals (:mod:`.report_changes`); the wall time of every stage (from the
+pipeline's completion records); the chosen architecture with the search's reason and Pareto
+front when the search left them; the DPO rounds and any RL cold start.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 from edgesmith.core.options import build_options
 
+from .report_changes import change_lines, greedy_outcomes, stage_changes
+
 
 @dataclass
 class ReportConfig:
-    """``stages``: which earlier stages' models to evaluate (empty: every model artifact)."""
+    """``stages``: which earlier stages' models to evaluate (empty: every model artifact);
+    ``baseline``: the stage every later stage is also compared with (ignored when not in the run)."""
 
     stages: list[str] = field(default_factory=list)
+    baseline: str = "sft"
     title: str = "edgesmith run report"
 
     def __post_init__(self) -> None:
@@ -181,7 +187,8 @@ def _choice_lines(choice: dict[str, Any]) -> list[str]:
 
 
 def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any], extras: list[str],
-             times: dict[str, dict[str, Any]] | None = None, choice: dict[str, Any] | None = None) -> str:
+             times: dict[str, dict[str, Any]] | None = None, choice: dict[str, Any] | None = None,
+             changes: list[dict[str, Any]] | None = None) -> str:
     lines = [f"# {title}", "", "## Loop rate and accuracy per stage and environment", "",
              "A loop is a generation that hit the token budget with a repeating tail. Intervals are Wilson's "
              "95% score intervals. EOS share: generations that ended by themselves; budget share: those cut "
@@ -190,6 +197,7 @@ def markdown(title: str, rows: list[dict[str, Any]], architecture: dict[str, Any
              "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for r in rows:
         lines.append("| " + " | ".join(table_cells(r)) + " |")
+    lines += change_lines(changes or [])
     if times:
         lines += ["", "## Wall time per stage", "", "| stage | wall time (s) | minutes |", "|---|---|---|"]
         for name, t in times.items():
@@ -305,9 +313,11 @@ class ReportStage(Stage):
         measured = {a.metadata.get("model"): Path(a.path) / "results.json"
                     for a in ctx.artifacts.values() if a.kind == "report" and a.metadata.get("model")}
         per_stage: dict[str, dict[str, Any]] = {}
+        completions: dict[str, Path] = {}  # each evaluation writes its completions beside results.json
         for name, artifact in models:
             done = ctx.out_dir / name / "results.json"
             reuse = measured.get(artifact.path)
+            completions[name] = (reuse if reuse is not None and reuse.is_file() else done).parent / "completions.jsonl"
             if reuse is not None and reuse.is_file():
                 per_stage[name] = json.loads(reuse.read_text())
             elif done.is_file():
@@ -316,16 +326,21 @@ class ReportStage(Stage):
                 per_stage[name] = evaluate(eval_options, artifact.path, out_dir=ctx.out_dir / name,
                                            plugins=ctx.plugins)
         rows = _rows(per_stage)
+        changes = stage_changes({name: greedy_outcomes(path) for name, path in completions.items()}, options.baseline)
         architecture = _architecture(ctx, models[0][1].path)
         choice = _choice(ctx)
         notes = _notes(ctx)
         for row in rows:
             ctx.log_metrics(**{k: v for k, v in row.items() if not k.endswith("_ci95")})
         stages = [n for n, _ in models]
+        if options.baseline not in stages:  # a typo must not pass unnoticed
+            notes.append(f"- report.baseline '{options.baseline}' is not among this run's stages "
+                         f"({', '.join(stages)}): each stage is compared with the one before it only")
         times = stage_times(ctx, report_started)
-        (ctx.out_dir / "report.md").write_text(markdown(options.title, rows, dict(architecture), notes, times, choice))
+        text = markdown(options.title, rows, dict(architecture), notes, times, choice, changes)
+        (ctx.out_dir / "report.md").write_text(text)
         plot(rows, stages, ctx.out_dir / "report.png", options.title)
-        report = {"title": options.title, "stages": stages, "rows": rows,
+        report = {"title": options.title, "stages": stages, "rows": rows, "changes": changes,
                   "stage_wall_time_s": {name: t["wall_s"] for name, t in times.items()}, "stage_times": times,
                   "architecture": architecture, "choice": choice, "notes": notes,
                   "eval_options": json.loads(json.dumps(dataclasses.asdict(eval_options), default=str))}
