@@ -158,6 +158,7 @@ def test_report_json_md_png_agree_and_show_wall_times_and_the_choice(tmp_path, m
     assert loops["p_value"] == pytest.approx(0.25)
     assert changes["accuracy", "looper", "stopper"]["verdict"] == "no clear change"
     assert "## Changes between stages (paired, greedy)" in text
+    assert (out / "changes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / "changes.png").stat().st_size > 5000
     assert "| reasoning | loop rate | looper | stopper | 3 | 100.0% | 0.0% | -100.0 |" in text
 
     # wall times: from the pipeline's completion records, in report.json and report.md
@@ -189,6 +190,7 @@ def test_report_without_a_search_choice_still_renders(tmp_path, manager):
     assert "## Chosen architecture" in text and "Pareto" not in text and "- reason:" not in text
     assert "| looper | reasoning | greedy | 3 |" in text
     assert "report.baseline 'sft' is not among this run's stages (looper)" in text
+    assert report["changes"] == [] and not (out / "changes.png").exists()  # one stage: nothing to compare
 
 
 def test_markdown_renders_a_malformed_choice_defensively():

@@ -2,7 +2,7 @@
 
 For every earlier model artifact (pretrain, sft, dpo, rl, ...) it runs the evaluation with
 the run's ``eval`` options (reusing the ``eval`` stage's results for the model that stage
-already measured), then writes ``report.md``, ``report.png`` and ``report.json``: per stage,
+already measured), then writes ``report.md``, ``report.png``, ``changes.png`` and ``report.json``: per stage,
 environment and decoding mode (greedy, sampled) the doom-loop rate and the accuracy with
 their Wilson 95% intervals, the mean completion length and how generations ended (by
 themselves: ``eos_share``; at the token budget: ``budget_share``); what each stage changed
@@ -27,7 +27,7 @@ from edgesmith.core.errors import ConfigError, StageError
 from edgesmith.core.stage import Artifact, Stage, StageContext
 from edgesmith.core.options import build_options
 
-from .report_changes import change_lines, greedy_outcomes, stage_changes
+from .report_changes import change_lines, greedy_outcomes, plot_changes, stage_changes
 
 
 @dataclass
@@ -340,6 +340,8 @@ class ReportStage(Stage):
         text = markdown(options.title, rows, dict(architecture), notes, times, choice, changes)
         (ctx.out_dir / "report.md").write_text(text)
         plot(rows, stages, ctx.out_dir / "report.png", options.title)
+        if changes:
+            plot_changes(changes, ctx.out_dir / "changes.png", options.title)
         report = {"title": options.title, "stages": stages, "rows": rows, "changes": changes,
                   "stage_wall_time_s": {name: t["wall_s"] for name, t in times.items()}, "stage_times": times,
                   "architecture": architecture, "choice": choice, "notes": notes,

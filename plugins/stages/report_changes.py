@@ -84,3 +84,49 @@ def change_lines(changes: list[dict[str, Any]]) -> list[str]:
                      f"[{_points(low)}, {_points(high)}] | {c['up']} | {c['down']} | {c['p_value']:.3g} | "
                      f"{c['verdict']} |")
     return lines
+
+
+def plot_changes(changes: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """A forest plot: one column per environment, one row per metric, a line per stage pair
+    with its change and Newcombe 95% interval (percentage points); 0 drawn as the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = list(dict.fromkeys(c["env"] for c in changes))
+    metrics = [m for m, _ in METRICS if any(c["metric"] == m for c in changes)]
+    pairs = list(dict.fromkeys((c["from"], c["to"]) for c in changes))
+    better = {"accuracy": "higher", "loop_rate": "lower"}
+
+    def color(c: dict[str, Any]) -> str:
+        if c["verdict"] == "no clear change":
+            return "tab:gray"
+        return "tab:green" if c["verdict"] == better[c["metric"]] else "tab:red"
+
+    fig, axes = plt.subplots(len(metrics), len(envs), figsize=(4.2 * len(envs), 0.45 * len(pairs) * len(metrics) + 2),
+                             squeeze=False, sharey=True)
+    for col, env in enumerate(envs):
+        for row, metric in enumerate(metrics):
+            ax = axes[row][col]
+            for y, pair in enumerate(pairs):
+                found = [c for c in changes if c["env"] == env and c["metric"] == metric and (c["from"], c["to"]) == pair]
+                if not found:
+                    continue
+                c = found[0]
+                low, high = (100 * v for v in c["change_ci95"])
+                ax.errorbar([100 * c["change"]], [y], xerr=[[max(0.0, 100 * c["change"] - low)],
+                                                           [max(0.0, high - 100 * c["change"])]],
+                            fmt="o", color=color(c), capsize=4)
+            ax.axvline(0, color="black", linewidth=0.8)
+            ax.set_yticks(range(len(pairs)), [f"{a} -> {b}" for a, b in pairs])
+            ax.grid(alpha=0.3, axis="x")
+            ax.set_title(f"{env}: {metric.replace('_', ' ')}")
+            ax.set_xlabel("change (percentage points)")
+    axes[0][0].invert_yaxis()  # the y axis is shared: the first stage pair on top everywhere
+    legend = "green: better (accuracy up, loops down), red: worse, grey: no clear change"
+    fig.suptitle(f"{title}: paired change between stages, Newcombe 95% intervals\n{legend}" if title else
+                 f"paired change between stages, Newcombe 95% intervals\n{legend}", x=0.02, ha="left", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
