@@ -123,6 +123,10 @@ def test_report_shows_every_stage_and_reuses_the_eval_stage(tmp_path, manager, t
     assert all(0 <= r["loop_rate_ci95"][0] <= r["loop_rate"] <= r["loop_rate_ci95"][1] for r in rows)
     # the eval stage already measured dpo's model: the report took its results instead of re-running
     assert (report_dir / "sft" / "results.json").is_file() and not (report_dir / "dpo").exists()
+    # ... and its completions: the paired change sft -> dpo is over both prompts
+    changes = json.loads((report_dir / "report.json").read_text())["changes"]
+    assert {(c["metric"], c["from"], c["to"], c["n"]) for c in changes} == {
+        ("accuracy", "sft", "dpo", 2), ("loop_rate", "sft", "dpo", 2)}
 
 
 def test_hydra_overrides_reach_the_stage_options(tmp_path):
