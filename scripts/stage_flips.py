@@ -14,21 +14,17 @@ the 90 prompts SFT answered right were wrong, and 20 loops became right answers.
 from __future__ import annotations
 
 import collections
-import json
 import sys
+from pathlib import Path
 
 from edgesmith.plugins.evaluation.paired import paired_change
+from edgesmith.plugins.stages.report_changes import greedy_outcomes
 
 
 def outcomes(path: str, env: str = "reasoning") -> dict[str, str]:
     """task id -> C, L or W for the greedy completions of ``env`` in a completions.jsonl."""
-    result = {}
-    with open(path) as f:
-        for line in f:
-            row = json.loads(line)
-            if row["env"] == env and row["mode"] == "greedy":
-                result[row["task_id"]] = "C" if row["correct"] else "L" if row["looping"] else "W"
-    return result
+    records = greedy_outcomes(Path(path)).get(env, {})
+    return {task: "C" if r["correct"] else "L" if r["looping"] else "W" for task, r in records.items()}
 
 
 def main(paths: list[str]) -> None:

@@ -12,6 +12,7 @@ exact test (a two-sided binomial test of the flips one way against the other).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
@@ -83,10 +84,8 @@ def paired_change(before: Sequence[bool], after: Sequence[bool]) -> PairedChange
         raise ValueError(f"paired outcomes need equal lengths, got {len(before)} and {len(after)}")
     if not before:
         raise ValueError("paired_change needs at least one pair")
-    both = sum(1 for b, a in zip(before, after) if b and a)
-    down = sum(1 for b, a in zip(before, after) if b and not a)
-    up = sum(1 for b, a in zip(before, after) if a and not b)
-    neither = len(before) - both - down - up
+    table = Counter((bool(b), bool(a)) for b, a in zip(before, after))
+    both, down, up, neither = table[True, True], table[True, False], table[False, True], table[False, False]
     n = len(before)
     return PairedChange(n=n, before=(both + down) / n, after=(both + up) / n, change=(up - down) / n,
                         change_ci95=newcombe_paired_interval(both, down, up, neither), up=up, down=down,

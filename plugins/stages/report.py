@@ -317,8 +317,9 @@ class ReportStage(Stage):
         for name, artifact in models:
             done = ctx.out_dir / name / "results.json"
             reuse = measured.get(artifact.path)
-            completions[name] = (reuse if reuse is not None and reuse.is_file() else done).parent / "completions.jsonl"
-            if reuse is not None and reuse.is_file():
+            reused = reuse is not None and reuse.is_file()
+            completions[name] = (reuse if reused else done).parent / "completions.jsonl"
+            if reused:
                 per_stage[name] = json.loads(reuse.read_text())
             elif done.is_file():
                 per_stage[name] = json.loads(done.read_text())

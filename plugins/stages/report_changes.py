@@ -1,7 +1,7 @@
 """The report's paired changes: what each stage changed on the same greedy prompts.
 
 Each stage is compared with the stage before it and, when the run has it, with a baseline
-stage (``report.baseline``, default ``sft``: the issue's "not lower than after SFT"), per
+stage (``report.baseline``, default ``sft``: did post-training keep what SFT taught?), per
 environment, for accuracy and loop rate. Pairs are matched by task id on the greedy
 completions each evaluation wrote (``completions.jsonl``); sampled completions are left out
 (several per prompt, so not one pair per prompt).
@@ -104,16 +104,16 @@ def plot_changes(changes: list[dict[str, Any]], path: Path, title: str = "") -> 
             return "tab:gray"
         return "tab:green" if c["verdict"] == better[c["metric"]] else "tab:red"
 
+    by_key = {(c["env"], c["metric"], c["from"], c["to"]): c for c in changes}
     fig, axes = plt.subplots(len(metrics), len(envs), figsize=(4.2 * len(envs), 0.45 * len(pairs) * len(metrics) + 2),
                              squeeze=False, sharey=True)
     for col, env in enumerate(envs):
         for row, metric in enumerate(metrics):
             ax = axes[row][col]
             for y, pair in enumerate(pairs):
-                found = [c for c in changes if c["env"] == env and c["metric"] == metric and (c["from"], c["to"]) == pair]
-                if not found:
+                c = by_key.get((env, metric, *pair))
+                if c is None:
                     continue
-                c = found[0]
                 low, high = (100 * v for v in c["change_ci95"])
                 ax.errorbar([100 * c["change"]], [y], xerr=[[max(0.0, 100 * c["change"] - low)],
                                                            [max(0.0, high - 100 * c["change"])]],
